@@ -1,0 +1,138 @@
+//! Every function the library exports. Each one takes a borrowed UTF-8 JSON request and returns
+//! a UTF-8 JSON envelope that the caller owns and frees with `uv_ffi_string_free`.
+//! The declarations live in `include/uv_ffi.h`; keep the two in step.
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, c_char, c_int};
+
+use crate::guard::{self, call};
+use crate::ops;
+
+/// Library and ABI version. Request: `{}`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_info(request: *const c_char) -> *mut c_char {
+    // SAFETY: the caller passes NULL or a NUL-terminated string alive for the call.
+    unsafe { call(request, ops::info) }
+}
+
+/// Tokenize and parse a command without running it. Request: `{"command": str}`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_parse(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::parse) }
+}
+
+/// Run a command. Request: `{"command": str, "cwd"?: str, "check"?: bool, "heal"?: bool}`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_run(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::run) }
+}
+
+/// Read an environment's view. Request: `{"python"?: str, "check"?: bool}`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_view_get(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::view_get) }
+}
+
+/// Apply a known delta to a view. Request: `{"python"?: str, "installed": [[n, v]], "removed": [[n, v]]}`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_view_patch(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::view_patch) }
+}
+
+/// Drop a view so the next use rescans. Request: `{"python"?: str}`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_view_invalidate(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::view_invalidate) }
+}
+
+/// Stamps of the folders a view is built from. Request: `{"python"?: str}`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_view_fingerprint(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::view_fingerprint) }
+}
+
+/// Make the next resolution revalidate every index page. Request: `{}`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_index_clear(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::index_clear) }
+}
+
+/// Panic on the engine thread (for tests of the boundary). Request: `{}`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_debug_panic(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::debug_panic) }
+}
+
+/// Free a string returned by any `uv_ffi_*` function. NULL is allowed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_string_free(text: *mut c_char) {
+    if !text.is_null() {
+        // SAFETY: `text` came from `CString::into_raw` in this library and is freed once.
+        drop(unsafe { CString::from_raw(text) });
+    }
+}
+
+/// `out_json` or `cmd` is NULL, or `max_out` is below [`MIN_OUT`]; nothing was run.
+pub const UV_FFI_ERR_INVALID_ARGUMENT: c_int = -1;
+/// The command ran but its changelog does not fit in `max_out` bytes.
+pub const UV_FFI_ERR_BUFFER_TOO_SMALL: c_int = -2;
+/// The smallest buffer accepted, large enough for the buffer-too-small reply itself.
+pub const MIN_OUT: c_int = 64;
+
+/// Upstream-compatible entry point: run `cmd`, write `{"installed": [[n, v]], "removed": [[n, v]],
+/// "error": str}` into `out_json` (NUL-terminated, never more than `max_out` bytes) and return
+/// the exit code.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn omnipkg_uv_run_c(cmd: *const c_char, out_json: *mut c_char, max_out: c_int) -> c_int {
+    if cmd.is_null() || out_json.is_null() || max_out < MIN_OUT {
+        return UV_FFI_ERR_INVALID_ARGUMENT;
+    }
+    let outcome = std::panic::catch_unwind(|| {
+        // SAFETY: `cmd` is non-NULL and NUL-terminated per the contract.
+        let line = unsafe { guard::read_input(cmd) }?;
+        ops::run(ops::RunRequest {
+            command: line.to_string(),
+            cwd: None,
+            check: true,
+            heal: true,
+        })
+    })
+    .unwrap_or_else(|payload| Err(guard::panic_error(payload.as_ref())));
+    let (code, text) = match outcome {
+        Ok(reply) => (
+            reply.exit_code,
+            serde_json::json!({"installed": reply.installed, "removed": reply.removed, "error": ""}),
+        ),
+        Err(err) => (
+            err.exit_code,
+            serde_json::json!({"installed": [], "removed": [], "error": err.message}),
+        ),
+    };
+    let text = text.to_string();
+    let capacity = usize::try_from(max_out).unwrap_or(0);
+    let (code, bytes) = if text.len() < capacity {
+        (code, text)
+    } else {
+        let needed = text.len() + 1;
+        (
+            UV_FFI_ERR_BUFFER_TOO_SMALL,
+            format!(r#"{{"error":"buffer_too_small","needed":{needed}}}"#),
+        )
+    };
+    let bytes = bytes.as_bytes();
+    let len = bytes.len().min(capacity - 1);
+    // SAFETY: `out_json` points to at least `max_out` writable bytes, and `len + 1 <= max_out`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out_json.cast::<u8>(), len);
+        *out_json.add(len) = 0;
+    }
+    code
+}

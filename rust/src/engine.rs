@@ -1,0 +1,305 @@
+//! The resident engine: one thread that owns a Tokio runtime and every piece of warm state.
+//!
+//! uv's resolver and preparer build `!Send` futures that want a deep stack, so all work runs on a
+//! single engine thread with uv's minimum stack size and a current-thread runtime (as uv's own
+//! CLI does). Callers hand it jobs over a channel and wait for the reply. Between jobs the thread
+//! rebuilds stale site-packages snapshots, so that this work is off the caller's clock.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Mutex, OnceLock};
+
+use tokio::runtime::Runtime;
+use uv_cache::Cache;
+use uv_client::{BaseClient, BaseClientBuilder};
+use uv_configuration::Concurrency;
+use uv_python::{EnvironmentPreference, PythonEnvironment, PythonPreference, PythonRequest, Target};
+
+use crate::environment::{DirStamp, EnvState};
+use crate::error::{ErrorKind, FfiError, Result};
+use crate::guard::panic_error;
+
+/// Where an environment lives: its prefix, and the `--target` folder if any.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EnvKey {
+    pub root: PathBuf,
+    pub target: Option<PathBuf>,
+}
+
+/// What every call shares: the cache and the HTTP client whose connection pools stay warm.
+pub struct Shared {
+    pub cache: Cache,
+    pub client_builder: BaseClientBuilder<'static>,
+    pub base_client: BaseClient,
+    pub concurrency: Concurrency,
+}
+
+pub struct Engine {
+    pub shared: Shared,
+    /// `--python` requests already answered, with the executable's stamp to notice a replacement.
+    pythons: HashMap<String, (PythonEnvironment, DirStamp)>,
+    pub envs: HashMap<EnvKey, EnvState>,
+    /// The environment of the most recent call, used when a caller names none.
+    pub last_env: Option<EnvKey>,
+    /// Set by `index_clear`: the next resolution revalidates every index page.
+    pub refresh_index: bool,
+}
+
+impl Engine {
+    async fn start() -> Result<Self> {
+        let cache = Cache::from_path(cache_dir())
+            .init()
+            .await
+            .map_err(|err| FfiError::from_uv(ErrorKind::Internal, &err))?;
+        let mut client_builder = BaseClientBuilder::default();
+        if let Some(retries) = std::env::var("UV_HTTP_RETRIES").ok().and_then(|v| v.parse().ok()) {
+            client_builder = client_builder.retries(retries);
+        }
+        let base_client = client_builder
+            .build()
+            .map_err(|err| FfiError::from_uv(ErrorKind::Internal, &err))?;
+        Ok(Self {
+            shared: Shared {
+                cache,
+                client_builder,
+                base_client,
+                concurrency: Concurrency::default(),
+            },
+            pythons: HashMap::new(),
+            envs: HashMap::new(),
+            last_env: None,
+            refresh_index: false,
+        })
+    }
+
+    /// Find (or reuse) the environment a call acts on, creating its state on first use.
+    pub fn environment(
+        &mut self,
+        python: Option<&str>,
+        system: bool,
+        target: Option<&str>,
+        cwd: &Path,
+    ) -> Result<EnvKey> {
+        let base = self.find_python(python, system, cwd)?;
+        let target = target.map(|t| absolute(cwd, t));
+        let key = EnvKey {
+            root: base.root().to_path_buf(),
+            target: target.clone(),
+        };
+        if !self.envs.contains_key(&key) {
+            let env = match &target {
+                Some(dir) => base.with_target(Target::from(dir.clone())).map_err(|err| {
+                    FfiError::new(
+                        ErrorKind::Install,
+                        format!("Failed to prepare the target directory `{}`: {err}", dir.display()),
+                    )
+                })?,
+                None => base,
+            };
+            self.envs.insert(key.clone(), EnvState::new(env)?);
+        }
+        Ok(key)
+    }
+
+    fn find_python(&mut self, python: Option<&str>, system: bool, cwd: &Path) -> Result<PythonEnvironment> {
+        // Relative paths are relative to the caller's directory at call time, not to the
+        // directory the process had when uv first looked.
+        let request_text = python.map(|p| {
+            if p.contains(std::path::MAIN_SEPARATOR) {
+                absolute(cwd, p).to_string_lossy().into_owned()
+            } else {
+                p.to_string()
+            }
+        });
+        let memo_key = match &request_text {
+            Some(text) => format!("{system}:{text}"),
+            None => format!(
+                "{system}:default:{:?}:{:?}:{}",
+                std::env::var_os("VIRTUAL_ENV"),
+                std::env::var_os("CONDA_PREFIX"),
+                cwd.display()
+            ),
+        };
+        if let Some((env, stamp)) = self.pythons.get(&memo_key) {
+            if DirStamp::read(env.interpreter().sys_executable()) == *stamp {
+                return Ok(env.clone());
+            }
+        }
+        let request = request_text
+            .as_deref()
+            .map(PythonRequest::parse)
+            .unwrap_or_default();
+        let env = PythonEnvironment::find(
+            &request,
+            EnvironmentPreference::from_system_flag(system, true),
+            PythonPreference::default().with_system_flag(system),
+            &self.shared.cache,
+        )
+        .map_err(|err| FfiError::from_uv(ErrorKind::PythonNotFound, &err))?;
+        let stamp = DirStamp::read(env.interpreter().sys_executable());
+        // A replaced interpreter invalidates everything known about its environments.
+        self.envs.retain(|key, _| key.root != env.root());
+        self.pythons.insert(memo_key, (env.clone(), stamp));
+        Ok(env)
+    }
+
+    /// The shared parts and one environment's state, borrowed together.
+    pub fn parts(&mut self, key: &EnvKey) -> (&Shared, &mut EnvState) {
+        let state = self.envs.get_mut(key).expect("environment() registers every key it returns");
+        (&self.shared, state)
+    }
+
+    /// The environment a view call acts on: the one named, or the last one used.
+    pub fn env_for_view(&mut self, python: Option<&str>, target: Option<&str>) -> Result<Option<EnvKey>> {
+        match python {
+            Some(_) => {
+                let cwd = current_dir()?;
+                self.environment(python, false, target, &cwd).map(Some)
+            }
+            None => Ok(self.last_env.clone().filter(|key| self.envs.contains_key(key))),
+        }
+    }
+
+    /// Work done while no caller is waiting: rebuild the snapshot of the last environment used.
+    fn idle(&mut self) {
+        if let Some(key) = &self.last_env {
+            if let Some(state) = self.envs.get_mut(key) {
+                if state.needs_rescan() && key.target.is_none() {
+                    let _ = state.rescan();
+                }
+            }
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Result<Engine>, &Runtime) + Send>;
+
+struct Handle {
+    jobs: Mutex<Sender<Job>>,
+}
+
+static HANDLE: OnceLock<std::result::Result<Handle, String>> = OnceLock::new();
+
+/// Process-wide settings uv's crates expect to be made once, before any work.
+fn init_globals() {
+    // Preview features are read while unpacking archives and creating build environments; the
+    // setting must exist and be final before any of that.
+    let _ = uv_preview::set(uv_preview::Preview::default());
+    let _ = uv_preview::finalize();
+    uv_configuration::initialize_rayon_once();
+    crate::guard::install_quiet_panic_hook();
+}
+
+fn spawn_engine() -> std::result::Result<Handle, String> {
+    init_globals();
+    let (sender, receiver) = mpsc::channel::<Job>();
+    let stack = uv_configuration::min_stack_size().max(8 * 1024 * 1024);
+    std::thread::Builder::new()
+        .name("uv-ffi-engine".to_string())
+        .stack_size(stack)
+        .spawn(move || engine_loop(receiver))
+        .map_err(|err| format!("Failed to start the engine thread: {err}"))?;
+    Ok(Handle {
+        jobs: Mutex::new(sender),
+    })
+}
+
+fn engine_loop(receiver: Receiver<Job>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let error = FfiError::new(ErrorKind::Internal, format!("Failed to start the runtime: {err}"));
+            // Answer every job with the error; there is no runtime to run them on.
+            while let Ok(job) = receiver.recv() {
+                let mut failed: Result<Engine> = Err(error.clone());
+                let fallback = tokio::runtime::Builder::new_current_thread().build();
+                if let Ok(fallback) = fallback {
+                    job(&mut failed, &fallback);
+                }
+            }
+            return;
+        }
+    };
+    let mut engine: Result<Engine> = Err(FfiError::new(ErrorKind::Internal, "The engine has not started"));
+    let mut job = receiver.recv().ok();
+    while let Some(next) = job {
+        if engine.is_err() {
+            engine = runtime.block_on(Engine::start());
+        }
+        next(&mut engine, &runtime);
+        job = match receiver.try_recv() {
+            Ok(job) => Some(job),
+            Err(TryRecvError::Empty) => {
+                if let Ok(engine) = engine.as_mut() {
+                    let _ = catch_unwind(AssertUnwindSafe(|| engine.idle()));
+                }
+                receiver.recv().ok()
+            }
+            Err(TryRecvError::Disconnected) => None,
+        };
+    }
+}
+
+/// Run `work` on the engine thread and wait for its answer. A panic inside `work` is caught
+/// there and comes back as an error; the engine then forgets its environment views, since a
+/// half-finished change may have left them wrong.
+pub fn with_engine<T, F>(work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Engine, &Runtime) -> Result<T> + Send + 'static,
+{
+    let handle = HANDLE
+        .get_or_init(spawn_engine)
+        .as_ref()
+        .map_err(|msg| FfiError::new(ErrorKind::Internal, msg.clone()))?;
+    let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
+    let job: Job = Box::new(move |engine, runtime| {
+        let outcome = match engine {
+            Ok(engine) => catch_unwind(AssertUnwindSafe(|| work(engine, runtime))).unwrap_or_else(|payload| {
+                engine.envs.clear();
+                engine.last_env = None;
+                Err(panic_error(payload.as_ref()))
+            }),
+            Err(err) => Err(err.clone()),
+        };
+        let _ = reply.send(outcome);
+    });
+    handle
+        .jobs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .send(job)
+        .map_err(|_| FfiError::new(ErrorKind::Internal, "The engine thread has stopped"))?;
+    answer
+        .recv()
+        .map_err(|_| FfiError::new(ErrorKind::Internal, "The engine thread stopped before answering"))?
+}
+
+/// The same cache folder uv's CLI uses (`UV_CACHE_DIR`, else the user cache folder), so the
+/// engine and the `uv` command share downloaded and unpacked wheels.
+fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("UV_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = uv_dirs::legacy_user_cache_dir().filter(|dir| dir.exists()) {
+        return dir;
+    }
+    uv_dirs::user_cache_dir().unwrap_or_else(|| PathBuf::from(".uv_cache"))
+}
+
+pub fn current_dir() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|err| {
+        FfiError::new(ErrorKind::Internal, format!("The current directory is not readable: {err}"))
+    })
+}
+
+fn absolute(cwd: &Path, path: &str) -> PathBuf {
+    let path = Path::new(path);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    }
+}

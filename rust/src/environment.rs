@@ -1,0 +1,283 @@
+//! One target environment as the engine keeps it between calls.
+//!
+//! Two views of the same folder are kept:
+//! - `view`: the engine's own name → version map. It is what callers read, and it is updated in
+//!   place from each install's changelog (and from `patch` calls) with no disk access.
+//! - `site`: uv's `SitePackages` snapshot, which the resolver and the planner need and which must
+//!   match the disk exactly. uv offers no way to edit it, so it is dropped after every change and
+//!   rebuilt lazily, or by the engine thread while it is idle.
+//!
+//! Whether the disk changed behind the engine's back is decided by a fingerprint (one `stat` per
+//! site-packages folder) backed by the list of distribution folder names.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use uv_distribution_types::{InstalledDist, Name};
+use uv_installer::SitePackages;
+use uv_platform_tags::Tags;
+use uv_pypi_types::ResolverMarkerEnvironment;
+use uv_python::PythonEnvironment;
+
+use crate::error::{ErrorKind, FfiError, Result};
+
+/// A site-packages folder changed by less than this long before it was fingerprinted may change
+/// again within the same timestamp tick, so its fingerprint is not trusted on its own.
+const RACY_WINDOW_NS: i128 = 50_000_000;
+
+/// The identity of one folder at one moment: enough to notice an entry being added, removed or
+/// renamed (each of which updates the folder's mtime and ctime), or the folder being replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirStamp {
+    pub path: PathBuf,
+    pub exists: bool,
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+impl DirStamp {
+    pub fn read(path: &Path) -> Self {
+        match fs::metadata(path) {
+            Ok(meta) => Self {
+                path: path.to_path_buf(),
+                exists: true,
+                dev: meta.dev(),
+                ino: meta.ino(),
+                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+                ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            },
+            Err(_) => Self {
+                path: path.to_path_buf(),
+                exists: false,
+                dev: 0,
+                ino: 0,
+                mtime_ns: 0,
+                ctime_ns: 0,
+            },
+        }
+    }
+}
+
+/// What the view was built from: one stamp per folder, when it was taken, and the names of the
+/// distribution entries found.
+#[derive(Debug, Clone)]
+struct Fingerprint {
+    stamps: Vec<DirStamp>,
+    taken_ns: i128,
+    entries: Vec<String>,
+}
+
+/// Counters of what the engine did to keep this view true.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ViewCounters {
+    /// Full rescans of site-packages (uv's `SitePackages` rebuilt).
+    pub rescans: u64,
+    /// Checks that found the folders unchanged by `stat` alone.
+    pub checks_clean: u64,
+    /// Checks that had to list the folders (a racy or changed stamp).
+    pub checks_listed: u64,
+    /// Checks that found an outside change and dropped the view.
+    pub changes_detected: u64,
+    /// Deltas applied by `patch`.
+    pub patches: u64,
+    /// Installs that met a view that disagreed with the disk and were retried after a rescan.
+    pub heals: u64,
+}
+
+pub struct EnvState {
+    pub env: PythonEnvironment,
+    pub tags: Tags,
+    pub markers: ResolverMarkerEnvironment,
+    site: Option<SitePackages>,
+    view: BTreeMap<String, String>,
+    view_known: bool,
+    fingerprint: Option<Fingerprint>,
+    /// Install requests proven satisfied since the last change to this environment.
+    satisfied: std::collections::HashSet<String>,
+    pub counters: ViewCounters,
+}
+
+impl EnvState {
+    pub fn new(env: PythonEnvironment) -> Result<Self> {
+        let interpreter = env.interpreter();
+        let tags = interpreter
+            .tags()
+            .map_err(|err| FfiError::from_uv(ErrorKind::PythonNotFound, &err))?
+            .clone();
+        let markers = interpreter.to_resolver_marker_environment();
+        Ok(Self {
+            env,
+            tags,
+            markers,
+            site: None,
+            view: BTreeMap::new(),
+            view_known: false,
+            fingerprint: None,
+            satisfied: std::collections::HashSet::new(),
+            counters: ViewCounters::default(),
+        })
+    }
+
+    /// The folders this environment installs into (purelib, and platlib if it differs).
+    pub fn site_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.env.site_packages().map(|p| p.into_owned()).collect();
+        dirs.dedup();
+        dirs
+    }
+
+    /// uv's snapshot of the environment, scanning the disk if it is stale.
+    pub fn site_packages(&mut self) -> Result<&SitePackages> {
+        if self.site.is_none() {
+            self.rescan()?;
+        }
+        Ok(self.site.as_ref().expect("rescan fills the snapshot"))
+    }
+
+    /// Rebuild uv's snapshot and the view from the disk.
+    pub fn rescan(&mut self) -> Result<()> {
+        let dirs = self.site_dirs();
+        let stamps: Vec<DirStamp> = dirs.iter().map(|d| DirStamp::read(d)).collect();
+        let entries = list_entries(&dirs);
+        let site = SitePackages::from_environment(&self.env)
+            .map_err(|err| FfiError::from_anyhow(ErrorKind::Install, &err))?;
+        self.view = view_of(site.iter());
+        self.view_known = true;
+        self.site = Some(site);
+        self.fingerprint = Some(Fingerprint {
+            stamps,
+            taken_ns: now_ns(),
+            entries,
+        });
+        self.satisfied.clear();
+        self.counters.rescans += 1;
+        Ok(())
+    }
+
+    /// Whether uv's snapshot is stale (it will be rebuilt before the next resolution).
+    pub fn needs_rescan(&self) -> bool {
+        self.site.is_none()
+    }
+
+    /// Compare the disk with what the view was built from; drop the view if anything outside the
+    /// engine changed it. Returns `true` if a change was found.
+    pub fn check(&mut self) -> bool {
+        let Some(fingerprint) = &self.fingerprint else {
+            return false;
+        };
+        let stamps: Vec<DirStamp> = fingerprint.stamps.iter().map(|s| DirStamp::read(&s.path)).collect();
+        let racy = stamps
+            .iter()
+            .any(|s| fingerprint.taken_ns - s.mtime_ns.max(s.ctime_ns) < RACY_WINDOW_NS);
+        if stamps == fingerprint.stamps && !racy {
+            self.counters.checks_clean += 1;
+            return false;
+        }
+        // The stamp moved (or cannot be trusted): compare the distribution entries themselves.
+        self.counters.checks_listed += 1;
+        let dirs: Vec<PathBuf> = stamps.iter().map(|s| s.path.clone()).collect();
+        let entries = list_entries(&dirs);
+        if entries == fingerprint.entries {
+            let taken_ns = now_ns();
+            self.fingerprint = Some(Fingerprint {
+                stamps,
+                taken_ns,
+                entries,
+            });
+            return false;
+        }
+        self.counters.changes_detected += 1;
+        self.invalidate();
+        true
+    }
+
+    /// The current fingerprint, for callers that watch for changes themselves.
+    pub fn stamps(&self) -> Vec<DirStamp> {
+        self.site_dirs().iter().map(|d| DirStamp::read(d)).collect()
+    }
+
+    /// Forget everything read from disk; the next use rescans.
+    pub fn invalidate(&mut self) {
+        self.site = None;
+        self.view_known = false;
+        self.fingerprint = None;
+        self.satisfied.clear();
+    }
+
+    /// The engine's view as sorted `(name, version)` pairs, scanning first if it was never built.
+    pub fn view(&mut self) -> Result<Vec<(String, String)>> {
+        if !self.view_known {
+            self.rescan()?;
+        }
+        Ok(self.view.iter().map(|(n, v)| (n.clone(), v.clone())).collect())
+    }
+
+    /// Whether a live view exists (nothing to patch otherwise).
+    pub fn view_known(&self) -> bool {
+        self.view_known
+    }
+
+    /// Apply a known change: removals first, then installs. uv's snapshot is marked stale since it
+    /// cannot be edited; the view itself is updated without scanning. The folders are stamped
+    /// again so that a later outside change is still noticed.
+    pub fn apply_delta(&mut self, installed: &[(String, String)], removed: &[(String, String)]) {
+        for (name, version) in removed {
+            if self.view.get(name).is_some_and(|v| v == version) {
+                self.view.remove(name);
+            }
+        }
+        for (name, version) in installed {
+            self.view.insert(name.clone(), version.clone());
+        }
+        self.site = None;
+        self.satisfied.clear();
+        let dirs = self.site_dirs();
+        self.fingerprint = Some(Fingerprint {
+            stamps: dirs.iter().map(|d| DirStamp::read(d)).collect(),
+            taken_ns: now_ns(),
+            entries: list_entries(&dirs),
+        });
+    }
+
+    pub fn is_known_satisfied(&self, key: &str) -> bool {
+        self.site.is_some() && self.satisfied.contains(key)
+    }
+
+    pub fn remember_satisfied(&mut self, key: String) {
+        self.satisfied.insert(key);
+    }
+}
+
+fn view_of<'a>(dists: impl Iterator<Item = &'a InstalledDist>) -> BTreeMap<String, String> {
+    dists
+        .map(|dist| (dist.name().to_string(), dist.version().to_string()))
+        .collect()
+}
+
+/// The sorted names of distribution metadata entries in the given folders.
+fn list_entries(dirs: &[PathBuf]) -> Vec<String> {
+    let mut names = Vec::new();
+    for dir in dirs {
+        let Ok(read) = fs::read_dir(dir) else { continue };
+        for entry in read.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".dist-info") || name.ends_with(".egg-info") || name.ends_with(".egg-link") {
+                names.push(name);
+            }
+        }
+    }
+    names.sort_unstable();
+    names
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}

@@ -1,0 +1,115 @@
+//! The boundary: JSON in, JSON envelope out, and no panic crosses into C.
+//!
+//! Every reply is `{"ok": true, "value": ...}` or `{"ok": false, "error": {...}}`. Errors travel
+//! in the reply itself rather than in a thread-local slot, because the work runs on the engine's
+//! own threads.
+
+use std::ffi::{CStr, CString, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ErrorKind, FfiError};
+
+/// The reply used when even serialising an error fails (it cannot, but C must get valid JSON).
+const LAST_RESORT: &str =
+    r#"{"ok":false,"error":{"kind":"internal","message":"failed to serialise the reply","hints":[],"exit_code":1}}"#;
+
+#[derive(Serialize)]
+struct Ok<'a, T: Serialize> {
+    ok: bool,
+    value: &'a T,
+}
+
+#[derive(Serialize)]
+struct Err<'a> {
+    ok: bool,
+    error: &'a FfiError,
+}
+
+/// Serialise an outcome as the reply envelope.
+pub fn envelope<T: Serialize>(outcome: &Result<T, FfiError>) -> String {
+    let text = match outcome {
+        Result::Ok(value) => serde_json::to_string(&Ok { ok: true, value }),
+        Result::Err(error) => serde_json::to_string(&Err { ok: false, error }),
+    };
+    text.unwrap_or_else(|_| LAST_RESORT.to_string())
+}
+
+/// Read a borrowed, NUL-terminated UTF-8 string from C.
+///
+/// # Safety
+/// `input` must be NULL or point to a NUL-terminated string that lives for the call.
+pub unsafe fn read_input<'a>(input: *const c_char) -> Result<&'a str, FfiError> {
+    if input.is_null() {
+        return Err(FfiError::new(ErrorKind::InvalidJson, "The request is a NULL pointer"));
+    }
+    // SAFETY: the caller promises a NUL-terminated string alive for the call.
+    let bytes = unsafe { CStr::from_ptr(input) };
+    bytes
+        .to_str()
+        .map_err(|err| FfiError::new(ErrorKind::InvalidJson, format!("The request is not UTF-8: {err}")))
+}
+
+/// Parse a request, run `op`, and return the envelope as text. Panics become `{"kind": "panic"}`.
+pub fn call_str<Req, Resp>(input: Result<&str, FfiError>, op: impl FnOnce(Req) -> Result<Resp, FfiError>) -> String
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+{
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let text = input?;
+        let request: Req = serde_json::from_str(text)
+            .map_err(|err| FfiError::new(ErrorKind::InvalidJson, format!("Invalid request: {err}")))?;
+        op(request)
+    }))
+    .unwrap_or_else(|payload| Err(panic_error(payload.as_ref())));
+    catch_unwind(AssertUnwindSafe(|| envelope(&outcome))).unwrap_or_else(|_| LAST_RESORT.to_string())
+}
+
+/// The C-facing wrapper of [`call_str`]: the returned string belongs to the caller, who frees it
+/// with `uv_ffi_string_free`.
+///
+/// # Safety
+/// As for [`read_input`].
+pub unsafe fn call<Req, Resp>(input: *const c_char, op: impl FnOnce(Req) -> Result<Resp, FfiError>) -> *mut c_char
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+{
+    // SAFETY: forwarded from the caller.
+    let text = call_str(unsafe { read_input(input) }, op);
+    into_c_string(text)
+}
+
+/// Hand a string to C. JSON never contains a raw NUL, but be safe if it somehow does.
+pub fn into_c_string(text: String) -> *mut c_char {
+    CString::new(text)
+        .unwrap_or_else(|_| CString::new(LAST_RESORT).expect("constant has no NUL"))
+        .into_raw()
+}
+
+/// Describe a caught panic payload.
+pub fn panic_error(payload: &(dyn std::any::Any + Send)) -> FfiError {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".to_string());
+    FfiError::new(ErrorKind::Panic, format!("The engine panicked: {detail}"))
+}
+
+/// Keep Rust's default panic hook quiet unless logging was asked for: a caught panic is reported
+/// in the reply, and a host process does not expect text on its terminal.
+pub fn install_quiet_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if crate::logging::enabled() {
+                previous(info);
+            }
+        }));
+    });
+}

@@ -1,0 +1,646 @@
+//! `pip install` on the warm engine: read requirements, check whether the environment already
+//! satisfies them, otherwise resolve, plan, prepare, uninstall and link, then update the view
+//! from the changelog.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+use tokio::runtime::Runtime;
+use uv_cache::Refresh;
+use uv_client::{FlatIndexClient, RegistryClient, RegistryClientBuilder};
+use uv_configuration::{
+    BuildOptions, Constraints, Excludes, HashCheckingMode, IndexStrategy, NoSources, Overrides,
+    Reinstall, Upgrade,
+};
+use uv_dispatch::{BuildDispatch, SharedState};
+use uv_distribution::DistributionDatabase;
+use uv_distribution_types::{
+    CachedDist, ConfigSettings, DependencyMetadata, DistributionMetadata, ExtraBuildRequires, ExtraBuildVariables, Index,
+    IndexLocations, IndexUrl, InstalledDist, Name, PackageConfigSettings, Resolution,
+    UnresolvedRequirement,
+};
+use uv_install_wheel::LinkMode;
+use uv_installer::{InstallationStrategy, Plan, Planner, Preparer, SatisfiesResult, SitePackages};
+use uv_preview::Preview;
+use uv_pypi_types::Conflicts;
+use uv_requirements::{
+    LookaheadResolver, NamedRequirementsResolver, RequirementsSource, RequirementsSpecification,
+};
+use uv_requirements_txt::RequirementsTxtRequirement;
+use uv_resolver::{
+    DependencyMode, ExcludeNewer, Exclusions, FlatIndex, Manifest, OptionsBuilder, Preferences, Prerelease,
+    PrereleaseMode, PythonRequirement, Resolver, ResolverEnvironment, UpgradePackages,
+};
+use uv_types::{BuildIsolation, HashStrategy, SourceTreeEditablePolicy};
+use uv_workspace::WorkspaceCache;
+
+use crate::command::InstallArgs;
+use crate::engine::{EnvKey, Shared};
+use crate::environment::EnvState;
+use crate::error::{ErrorKind, FfiError, Result};
+use crate::profile::Profile;
+
+/// The outcome of one `pip install`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReply {
+    pub exit_code: i32,
+    /// `(name, version)` pairs, PEP 503-normalised names, sorted.
+    pub installed: Vec<(String, String)>,
+    pub removed: Vec<(String, String)>,
+    /// `""` on success (the field exists for the upstream tuple API).
+    pub error: String,
+    /// The prefix of the environment acted on, and the `--target` folder if any.
+    pub environment: PathBuf,
+    pub target: Option<PathBuf>,
+    /// True if the environment already satisfied the request and nothing was touched.
+    pub satisfied: bool,
+    pub dry_run: bool,
+    /// Microseconds spent in each phase.
+    pub timings_us: Vec<(String, u64)>,
+}
+
+/// What the caller asked of the policy for this call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallPolicy {
+    /// Compare the environment's fingerprint with the disk before trusting the view.
+    pub check: bool,
+    /// Rescan and retry once if an install meets a view that disagrees with the disk.
+    pub heal: bool,
+    /// Revalidate every index page this call reads (after `index_clear`).
+    pub refresh_index: bool,
+}
+
+pub fn run(
+    shared: &Shared,
+    state: &mut EnvState,
+    key: &EnvKey,
+    runtime: &Runtime,
+    args: &InstallArgs,
+    cwd: &Path,
+    policy: CallPolicy,
+    mut profile: Profile,
+) -> Result<InstallReply> {
+    if policy.check {
+        state.check();
+        profile.mark("check");
+    }
+    let memo = memo_key(args, cwd);
+    if let Some(memo) = &memo {
+        if state.is_known_satisfied(memo) {
+            profile.mark("satisfied");
+            return Ok(reply(key, args, Vec::new(), Vec::new(), true, profile));
+        }
+    }
+    let outcome = runtime.block_on(install(shared, state, args, cwd, memo.clone(), policy.refresh_index, &mut profile));
+    let outcome = match outcome {
+        Err(err) if policy.heal && err.kind == ErrorKind::Install && state.check() => {
+            // The environment changed under us (another tool): rescan and try once more.
+            state.counters.heals += 1;
+            runtime.block_on(install(shared, state, args, cwd, memo, policy.refresh_index, &mut profile))
+        }
+        other => other,
+    };
+    let Changes {
+        installed,
+        removed,
+        satisfied,
+    } = outcome?;
+    Ok(reply(key, args, installed, removed, satisfied, profile))
+}
+
+fn reply(
+    key: &EnvKey,
+    args: &InstallArgs,
+    installed: Vec<(String, String)>,
+    removed: Vec<(String, String)>,
+    satisfied: bool,
+    profile: Profile,
+) -> InstallReply {
+    let timings_us = profile.finish();
+    InstallReply {
+        exit_code: 0,
+        installed,
+        removed,
+        error: String::new(),
+        environment: key.root.clone(),
+        target: key.target.clone(),
+        satisfied,
+        dry_run: args.dry_run,
+        timings_us,
+    }
+}
+
+/// A request whose answer depends only on the environment can be remembered as satisfied until
+/// the environment changes. Requirement files may change on disk, so those are never remembered.
+fn memo_key(args: &InstallArgs, cwd: &Path) -> Option<String> {
+    if !args.requirements.is_empty() || !args.constraints.is_empty() || args.reinstall || args.upgrade {
+        return None;
+    }
+    let relevant = (
+        &args.packages,
+        &args.index_url,
+        &args.extra_index_urls,
+        &args.find_links,
+        args.no_index,
+        args.no_deps,
+        &args.prerelease,
+        args.dry_run,
+        cwd,
+    );
+    serde_json::to_string(&relevant).ok()
+}
+
+struct Changes {
+    installed: Vec<(String, String)>,
+    removed: Vec<(String, String)>,
+    satisfied: bool,
+}
+
+impl Changes {
+    fn none(satisfied: bool) -> Self {
+        Self {
+            installed: Vec::new(),
+            removed: Vec::new(),
+            satisfied,
+        }
+    }
+}
+
+async fn install(
+    shared: &Shared,
+    state: &mut EnvState,
+    args: &InstallArgs,
+    cwd: &Path,
+    memo: Option<String>,
+    refresh_index: bool,
+    profile: &mut Profile,
+) -> Result<Changes> {
+    // Requirements: arguments, `-r` files and `-c` files, read by uv's own reader.
+    let mut sources = Vec::new();
+    for package in &args.packages {
+        let requirement = RequirementsTxtRequirement::parse(package, cwd, false).map_err(|err| {
+            FfiError::new(ErrorKind::InvalidRequirement, format!("Failed to parse: `{package}`\n  Caused by: {err}"))
+        })?;
+        sources.push(RequirementsSource::Package(requirement));
+    }
+    for file in &args.requirements {
+        sources.push(
+            RequirementsSource::from_requirements_file(cwd.join(file))
+                .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?,
+        );
+    }
+    let mut constraint_sources = Vec::new();
+    for file in &args.constraints {
+        constraint_sources.push(
+            RequirementsSource::from_constraints_txt(cwd.join(file))
+                .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?,
+        );
+    }
+    let spec = RequirementsSpecification::from_sources(
+        &sources,
+        &constraint_sources,
+        &[],
+        &[],
+        None,
+        &shared.client_builder,
+    )
+    .await
+    .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?;
+    if !spec.source_trees.is_empty() || spec.pylock.is_some() || !spec.groups.is_empty() {
+        return Err(FfiError::new(
+            ErrorKind::InvalidCommand,
+            "Project files (pyproject.toml, setup.py, pylock.toml) as requirement sources are not supported by the engine yet",
+        ));
+    }
+    profile.mark("requirements");
+
+    let interpreter = state.env.interpreter().clone();
+    if !args.break_system_packages {
+        if let Some(managed) = interpreter.is_externally_managed() {
+            let detail = managed.into_error().unwrap_or_default();
+            return Err(FfiError::new(
+                ErrorKind::ExternallyManaged,
+                format!(
+                    "The interpreter at {} is externally managed and cannot be modified{}{}",
+                    state.env.root().display(),
+                    if detail.is_empty() { "" } else { ":\n\n" },
+                    detail
+                ),
+            ));
+        }
+    }
+
+    let reinstall = if args.reinstall { Reinstall::All } else { Reinstall::None };
+    let upgrade = if args.upgrade {
+        Upgrade::from_args(Some(true), Vec::new(), Vec::new()).unwrap_or_default()
+    } else {
+        Upgrade::default()
+    };
+
+    // The fast answer: does the environment already satisfy the request?
+    let markers = state.markers.clone();
+    let tags = state.tags.clone();
+    let config_settings = ConfigSettings::default();
+    let config_settings_package = PackageConfigSettings::default();
+    let extra_build_requires = ExtraBuildRequires::default();
+    let extra_build_variables = ExtraBuildVariables::default();
+    if reinstall.is_none() && upgrade.is_none() {
+        let site = state.site_packages()?;
+        profile.mark("site-packages");
+        let satisfied = site
+            .satisfies_spec(
+                &spec.requirements,
+                &spec.constraints,
+                &spec.overrides,
+                &spec.override_dependencies,
+                &spec.excludes,
+                InstallationStrategy::Permissive,
+                &markers,
+                &tags,
+                &config_settings,
+                &config_settings_package,
+                &extra_build_requires,
+                &extra_build_variables,
+            )
+            .map_err(|err| FfiError::from_anyhow(ErrorKind::Install, &err))?;
+        profile.mark("satisfied-check");
+        if let SatisfiesResult::Fresh { .. } = satisfied {
+            if let Some(memo) = memo {
+                state.remember_satisfied(memo);
+            }
+            return Ok(Changes::none(true));
+        }
+    }
+
+    // Everything below is per call: uv's in-memory indexes cache errors and must not outlive it.
+    let site: SitePackages = state.site_packages()?.clone();
+    let link_mode = link_mode(args)?;
+    let hash_mode = HashCheckingMode::from_requirements_txt(None, spec.require_hashes);
+    let hasher = match hash_mode {
+        Some(mode) => HashStrategy::from_requirements(
+            spec.requirements.iter().map(|entry| (&entry.requirement, entry.hashes.as_slice())),
+            spec.constraints.iter().map(|entry| (&entry.requirement, entry.hashes.as_slice())),
+            Some(&markers),
+            mode,
+        )
+        .map_err(|err| FfiError::from_uv(ErrorKind::InvalidRequirement, &err))?,
+        None => HashStrategy::None,
+    };
+    let index_locations = index_locations(args, &spec, cwd)?;
+    let cache = if refresh_index {
+        shared.cache.clone().with_refresh(Refresh::from_args(Some(true), Vec::new()))
+    } else if reinstall.is_none() && upgrade.is_none() {
+        shared.cache.clone()
+    } else {
+        shared
+            .cache
+            .clone()
+            .with_refresh(Refresh::from(reinstall.clone()).combine(Refresh::from(upgrade.clone())))
+    };
+    let client = RegistryClientBuilder::new(shared.client_builder.clone(), cache.clone())
+        .index_locations(index_locations.clone())
+        .markers(interpreter.markers())
+        .platform(interpreter.platform())
+        .wrap_existing(&shared.base_client)
+        .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
+    let build_options = BuildOptions::default().combine(spec.no_binary.clone(), spec.no_build.clone());
+    let flat_index = flat_index(&client, &cache, &index_locations, &tags, &hasher, &build_options).await?;
+    profile.mark("client");
+
+    let state_shared = SharedState::default();
+    let build_constraints = Constraints::default();
+    let dependency_metadata = DependencyMetadata::default();
+    let build_hasher = HashStrategy::None;
+    let build_dispatch = BuildDispatch::new(
+        &client,
+        &cache,
+        &build_constraints,
+        &interpreter,
+        &index_locations,
+        &flat_index,
+        &dependency_metadata,
+        state_shared.clone(),
+        IndexStrategy::default(),
+        &config_settings,
+        &config_settings_package,
+        BuildIsolation::Isolated,
+        &extra_build_requires,
+        &extra_build_variables,
+        link_mode,
+        &build_options,
+        &build_hasher,
+        ExcludeNewer::default(),
+        NoSources::default(),
+        SourceTreeEditablePolicy::Project,
+        WorkspaceCache::default(),
+        shared.concurrency.clone(),
+        Preview::default(),
+    );
+    let database = || {
+        DistributionDatabase::new(
+            &client,
+            &build_dispatch,
+            shared.concurrency.downloads_semaphore.clone(),
+        )
+    };
+
+    // Resolve.
+    let (mut requirements, unnamed): (Vec<_>, Vec<_>) =
+        spec.requirements.into_iter().fold((Vec::new(), Vec::new()), |(mut named, mut unnamed), entry| {
+            match entry.requirement {
+                UnresolvedRequirement::Named(requirement) => named.push(requirement),
+                UnresolvedRequirement::Unnamed(requirement) => unnamed.push(requirement),
+            }
+            (named, unnamed)
+        });
+    if !unnamed.is_empty() {
+        let named = NamedRequirementsResolver::new(&hasher, state_shared.index(), database())
+            .resolve(unnamed.into_iter())
+            .await
+            .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?;
+        requirements.extend(named);
+    }
+    let constraints = Constraints::from_requirements(
+        spec.constraints
+            .into_iter()
+            .map(|constraint| constraint.requirement)
+            .chain(upgrade.constraints().cloned()),
+    );
+    let overrides = Overrides::default();
+    let excludes = Excludes::default();
+    let resolver_env = ResolverEnvironment::specific(markers.clone());
+    let dependency_mode = if args.no_deps {
+        DependencyMode::Direct
+    } else {
+        DependencyMode::Transitive
+    };
+    let (lookaheads, hasher) = match dependency_mode {
+        DependencyMode::Transitive => LookaheadResolver::new(
+            &requirements,
+            &constraints,
+            &overrides,
+            &excludes,
+            &hasher,
+            state_shared.index(),
+            database(),
+        )
+        .resolve(&resolver_env)
+        .await
+        .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?,
+        DependencyMode::Direct => (Vec::new(), hasher),
+    };
+    let manifest = Manifest::new(
+        requirements,
+        constraints,
+        overrides,
+        excludes,
+        Preferences::default(),
+        None,
+        BTreeSet::default(),
+        Exclusions::new(reinstall.clone(), UpgradePackages::for_non_project(&upgrade)),
+        lookaheads,
+    );
+    let options = OptionsBuilder::new()
+        .prerelease(prerelease(args)?)
+        .dependency_mode(dependency_mode)
+        .build_options(build_options.clone())
+        .build();
+    let python_requirement = PythonRequirement::from_interpreter(&interpreter);
+    let resolver = Resolver::new(
+        manifest,
+        options,
+        &python_requirement,
+        resolver_env,
+        interpreter.markers(),
+        Conflicts::empty(),
+        Some(&tags),
+        &flat_index,
+        state_shared.index(),
+        &hasher,
+        &build_dispatch,
+        site.clone(),
+        database(),
+    )
+    .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?;
+    let output = resolver.resolve().await.map_err(|err| {
+        let kind = match &err {
+            uv_resolver::ResolveError::Client(_) => ErrorKind::Index,
+            _ => ErrorKind::Resolution,
+        };
+        FfiError::from_uv(kind, &err)
+    })?;
+    let resolution = Resolution::from(output);
+    profile.mark("resolve");
+
+    // Plan against the very snapshot the resolver saw (the planner insists on it).
+    let plan = Planner::new(&resolution)
+        .build(
+            site,
+            InstallationStrategy::Permissive,
+            &reinstall,
+            &build_options,
+            &hasher,
+            &index_locations,
+            &config_settings,
+            &config_settings_package,
+            &extra_build_requires,
+            &extra_build_variables,
+            &cache,
+            &state.env,
+            &tags,
+        )
+        .map_err(|err| FfiError::from_anyhow(ErrorKind::Install, &err))?;
+    profile.mark("plan");
+    let Plan {
+        cached,
+        remote,
+        reinstalls,
+        extraneous: _,
+    } = plan;
+
+    if args.dry_run {
+        let mut installed: Vec<(String, String)> = remote
+            .iter()
+            .map(|dist| (dist.name().to_string(), dist.version_or_url().to_string()))
+            .chain(cached.iter().map(cached_pair))
+            .collect();
+        let mut removed: Vec<(String, String)> = reinstalls.iter().map(installed_pair).collect();
+        for pair in installed.iter_mut() {
+            pair.1 = pair.1.trim_start_matches("==").to_string();
+        }
+        installed.sort();
+        removed.sort();
+        return Ok(Changes {
+            installed,
+            removed,
+            satisfied: false,
+        });
+    }
+    if remote.is_empty() && cached.is_empty() && reinstalls.is_empty() {
+        if let Some(memo) = memo {
+            state.remember_satisfied(memo);
+        }
+        return Ok(Changes::none(true));
+    }
+
+    // Hold the environment's lock (shared with uv's CLI) while files change.
+    let _lock = state.env.lock().await.ok();
+    let wheels = if remote.is_empty() {
+        Vec::new()
+    } else {
+        Preparer::new(&cache, &tags, &hasher, &build_options, database())
+            .prepare(remote, state_shared.in_flight(), &resolution)
+            .await
+            .map_err(|err| FfiError::from_uv(ErrorKind::Install, &err))?
+    };
+    profile.mark("prepare");
+
+    let layout = interpreter.layout();
+    let mut removed_dists: Vec<InstalledDist> = Vec::new();
+    for dist in reinstalls {
+        match uv_installer::uninstall(&dist, &layout).await {
+            Ok(_) => {}
+            // Like uv: a missing RECORD leaves files behind but must not stop the install.
+            Err(uv_installer::UninstallError::Uninstall(
+                uv_install_wheel::Error::MissingRecord(_) | uv_install_wheel::Error::MissingTopLevel(_),
+            )) => {}
+            Err(err) => {
+                // Whatever was removed so far is gone from disk: keep the view honest.
+                let removed: Vec<_> = removed_dists.iter().map(installed_pair).collect();
+                state.apply_delta(&[], &removed);
+                return Err(FfiError::from_uv(ErrorKind::Install, &err));
+            }
+        }
+        removed_dists.push(dist);
+    }
+    profile.mark("uninstall");
+
+    let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
+    let installed_dists = if to_install.is_empty() {
+        Vec::new()
+    } else {
+        let outcome = uv_installer::Installer::new(&state.env, Preview::default())
+            .with_link_mode(link_mode)
+            .with_cache(&cache)
+            .with_installer_metadata(true)
+            .install_blocking(to_install);
+        match outcome {
+            Ok(dists) => dists,
+            Err(err) => {
+                // Partial installs are possible: forget the view so the next call rescans.
+                state.invalidate();
+                return Err(FfiError::from_anyhow(ErrorKind::Install, &err));
+            }
+        }
+    };
+    profile.mark("install");
+
+    let mut installed: Vec<(String, String)> = installed_dists.iter().map(cached_pair).collect();
+    let mut removed: Vec<(String, String)> = removed_dists.iter().map(installed_pair).collect();
+    installed.sort();
+    removed.sort();
+    state.apply_delta(&installed, &removed);
+    profile.mark("changelog");
+    Ok(Changes {
+        installed,
+        removed,
+        satisfied: false,
+    })
+}
+
+fn cached_pair(dist: &CachedDist) -> (String, String) {
+    (dist.name().to_string(), dist.filename().version.to_string())
+}
+
+fn installed_pair(dist: &InstalledDist) -> (String, String) {
+    (dist.name().to_string(), dist.version().to_string())
+}
+
+/// `--link-mode`, else `UV_LINK_MODE`, else uv's own default.
+fn link_mode(args: &InstallArgs) -> Result<LinkMode> {
+    let text = args
+        .link_mode
+        .clone()
+        .or_else(|| std::env::var("UV_LINK_MODE").ok().filter(|v| !v.is_empty()));
+    match text.as_deref() {
+        None => Ok(LinkMode::default()),
+        Some("clone" | "reflink") => Ok(LinkMode::Clone),
+        Some("copy") => Ok(LinkMode::Copy),
+        Some("hardlink") => Ok(LinkMode::Hardlink),
+        Some("symlink") => Ok(LinkMode::Symlink),
+        Some(other) => Err(FfiError::new(
+            ErrorKind::InvalidCommand,
+            format!("Invalid link mode `{other}`; expected one of: clone, copy, hardlink, symlink"),
+        )),
+    }
+}
+
+fn prerelease(args: &InstallArgs) -> Result<Prerelease> {
+    let global = match args.prerelease.as_deref() {
+        None => PrereleaseMode::default(),
+        Some(text) => PrereleaseMode::from_str(text)
+            .map_err(|err| FfiError::new(ErrorKind::InvalidCommand, format!("Invalid `--prerelease`: {err}")))?,
+    };
+    Ok(Prerelease {
+        global,
+        ..Prerelease::default()
+    })
+}
+
+/// Index locations as uv orders them: extra indexes first, then the default index, then any
+/// given inside requirement files; `--find-links` locations are flat indexes.
+fn index_locations(args: &InstallArgs, spec: &RequirementsSpecification, cwd: &Path) -> Result<IndexLocations> {
+    let parse = |text: &str| {
+        IndexUrl::parse(text, Some(cwd)).map_err(|err| {
+            FfiError::new(ErrorKind::InvalidCommand, format!("Invalid index location `{text}`: {err}"))
+        })
+    };
+    let mut indexes = Vec::new();
+    for url in &args.extra_index_urls {
+        indexes.push(Index::from_extra_index_url(parse(url)?));
+    }
+    if let Some(url) = &args.index_url {
+        indexes.push(Index::from_index_url(parse(url)?));
+    }
+    let mut flat = Vec::new();
+    for url in &args.find_links {
+        flat.push(Index::from_find_links(parse(url)?));
+    }
+    let from_files: Vec<Index> = spec
+        .extra_index_urls
+        .iter()
+        .cloned()
+        .map(Index::from_extra_index_url)
+        .chain(spec.index_url.clone().map(Index::from_index_url))
+        .collect();
+    let flat_from_files: Vec<Index> = spec.find_links.iter().cloned().map(Index::from_find_links).collect();
+    Ok(IndexLocations::new(indexes, flat, args.no_index).combine(from_files, flat_from_files, spec.no_index))
+}
+
+async fn flat_index(
+    client: &RegistryClient,
+    cache: &uv_cache::Cache,
+    locations: &IndexLocations,
+    tags: &uv_platform_tags::Tags,
+    hasher: &HashStrategy,
+    build_options: &BuildOptions,
+) -> Result<FlatIndex> {
+    if locations.flat_indexes().next().is_none() {
+        return Ok(FlatIndex::default());
+    }
+    let entries = FlatIndexClient::new(client.cached_client(), client.connectivity(), cache)
+        .fetch_all(locations.flat_indexes().map(Index::url))
+        .await
+        .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
+    Ok(FlatIndex::from_entries(entries, Some(tags), hasher, build_options))
+}
+
+/// Where relative paths in a request are resolved.
+pub fn request_cwd(cwd: Option<&str>) -> Result<PathBuf> {
+    match cwd {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => crate::engine::current_dir(),
+    }
+}

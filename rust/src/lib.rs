@@ -1,0 +1,13 @@
+//! uv-ffi: uv's resolver and installer kept resident in memory, behind a C ABI of JSON-in /
+//! JSON-out functions (see `include/uv_ffi.h`).
+
+pub mod abi;
+mod command;
+mod engine;
+mod environment;
+mod error;
+mod guard;
+mod install;
+mod logging;
+mod ops;
+mod profile;

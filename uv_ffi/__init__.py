@@ -1,0 +1,173 @@
+"""uv-ffi: uv's resolver and installer kept resident in this process.
+
+The first call starts the engine (a Tokio runtime, uv's cache, an HTTP client); later calls
+reuse it, so an install that is already satisfied costs microseconds.
+
+Two layers:
+- the typed API (:func:`install`, :class:`RunResult`, exceptions in :mod:`uv_ffi.errors`);
+- the upstream-compatible tuple API (:func:`run` and the ``*_site_packages_cache`` functions),
+  a thin wrapper over the typed one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from . import _native, errors, policy
+from .errors import (
+    EnginePanic,
+    ExternallyManaged,
+    IndexUnavailable,
+    InstallError,
+    InvalidRequest,
+    PythonNotFound,
+    ResolutionError,
+    UvFfiError,
+)
+from .policy import get_policy, set_policy
+
+__version__ = "0.12.5"
+#: The uv release whose crates the engine is built from.
+UV_VERSION = "0.12.5"
+
+Pair = Tuple[str, str]
+
+__all__ = [
+    "EnginePanic",
+    "ExternallyManaged",
+    "IndexUnavailable",
+    "InstallError",
+    "InvalidRequest",
+    "PythonNotFound",
+    "ResolutionError",
+    "RunResult",
+    "UvFfiError",
+    "clear_registry_cache",
+    "get_counters",
+    "get_policy",
+    "get_site_packages_cache",
+    "install",
+    "invalidate_site_packages_cache",
+    "parse_command",
+    "patch_site_packages_cache",
+    "run",
+    "set_policy",
+]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one command did. ``installed``/``removed`` hold sorted ``(name, version)`` pairs."""
+
+    installed: Tuple[Pair, ...]
+    removed: Tuple[Pair, ...]
+    environment: str
+    target: Optional[str]
+    satisfied: bool
+    dry_run: bool
+    timings_us: Tuple[Tuple[str, int], ...]
+    exit_code: int = 0
+
+    @classmethod
+    def from_json(cls, value: dict) -> "RunResult":
+        return cls(
+            installed=tuple((n, v) for n, v in value["installed"]),
+            removed=tuple((n, v) for n, v in value["removed"]),
+            environment=value["environment"],
+            target=value["target"],
+            satisfied=value["satisfied"],
+            dry_run=value["dry_run"],
+            timings_us=tuple((p, t) for p, t in value["timings_us"]),
+            exit_code=value["exit_code"],
+        )
+
+
+def install(cmd: str, *, mode: Optional[str] = None, cwd: Optional[str] = None) -> RunResult:
+    """Run ``pip install ...`` in-process; raise a :class:`UvFfiError` subclass on failure.
+
+    ``mode`` overrides the coherency policy for this call (``trust``, ``validate``, ``watch``).
+    """
+    mode = policy.resolve(mode)
+    request = {"command": cmd, "check": policy.check_before_use(mode), "heal": True}
+    if cwd is not None:
+        request["cwd"] = os.fspath(cwd)
+    try:
+        value = _native.call("run", request)
+    except ResolutionError:
+        # A kept index page may predate a release: revalidate the pages and try once more.
+        policy.bump("index_retries")
+        _native.call("index_clear", {})
+        value = _native.call("run", request)
+    result = RunResult.from_json(value)
+    if mode == policy.WATCH and result.target is None:
+        policy.watch_environment(result.environment)
+    return result
+
+
+def run(cmd: str) -> Tuple[int, List[Pair], List[Pair], str]:
+    """Upstream-compatible: ``(exit_code, installed, removed, error)``; never raises for a
+    failed command (``error`` holds uv's explanation, ``""`` on success)."""
+    try:
+        result = install(cmd)
+    except UvFfiError as exc:
+        return exc.exit_code, [], [], exc.full_text()
+    return result.exit_code, list(result.installed), list(result.removed), ""
+
+
+def parse_command(cmd: str) -> dict:
+    """Tokenize and parse a command without running it: ``{"argv": [...], "parsed": {...}}``."""
+    return _native.call("parse", {"command": cmd})
+
+
+def _env_request(python: Optional[str], **extra) -> dict:
+    request = dict(extra)
+    if python is not None:
+        request["python"] = os.fspath(python)
+    return request
+
+
+def get_site_packages_cache(python: Optional[str] = None) -> List[Pair]:
+    """The engine's view of an environment as sorted ``(name, version)`` pairs.
+
+    Without ``python``: the environment of the last call (``[]`` before any call). Under the
+    ``validate`` and ``watch`` policies the view is checked against the disk first.
+    """
+    request = _env_request(python, check=policy.check_before_use(policy.get_policy()))
+    value = _native.call("view_get", request)
+    return [(n, v) for n, v in value["packages"]]
+
+
+def patch_site_packages_cache(
+    installed: Sequence[Sequence[str]],
+    removed: Sequence[Sequence[str]],
+    python: Optional[str] = None,
+) -> bool:
+    """Apply a known change to the view (removals first). ``True`` if a live view was patched."""
+    request = _env_request(
+        python,
+        installed=[[str(n), str(v)] for n, v in installed],
+        removed=[[str(n), str(v)] for n, v in removed],
+    )
+    return bool(_native.call("view_patch", request)["patched"])
+
+
+def invalidate_site_packages_cache(python: Optional[str] = None) -> None:
+    """Drop the view; the next call rescans the environment."""
+    _native.call("view_invalidate", _env_request(python))
+
+
+def clear_registry_cache() -> None:
+    """Make the next resolution revalidate every index page it reads."""
+    _native.call("index_clear", {})
+
+
+def get_counters(python: Optional[str] = None) -> Dict[str, int]:
+    """What the coherency policy did: the engine's counters for an environment (rescans,
+    checks, detected changes, patches, heals) plus the Python side's (index retries, watcher
+    patches)."""
+    value = _native.call("view_get", _env_request(python, check=False))
+    merged = dict(value["counters"])
+    merged.update(policy.counters)
+    return merged

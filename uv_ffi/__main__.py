@@ -1,0 +1,46 @@
+"""Command line: ``python -m uv_ffi run <uv command...>`` and ``python -m uv_ffi demo``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import List, Optional
+
+
+def _run(words: List[str]) -> int:
+    from . import UvFfiError, install
+
+    if words and words[0] == "--":
+        words = words[1:]
+    try:
+        result = install(shlex.join(words) if hasattr(shlex, "join") else " ".join(map(shlex.quote, words)))
+    except UvFfiError as exc:
+        print("error: " + exc.full_text(), file=sys.stderr)
+        return exc.exit_code
+    if result.satisfied:
+        print("Already satisfied", file=sys.stderr)
+    for name, version in result.removed:
+        print(" - %s==%s" % (name, version))
+    for name, version in result.installed:
+        print(" + %s==%s" % (name, version))
+    return result.exit_code
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m uv_ffi", description=__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    run = sub.add_parser("run", help="run one command through the engine, e.g. run pip install rich")
+    run.add_argument("words", nargs=argparse.REMAINDER)
+    demo = sub.add_parser("demo", help="show the engine working offline, timed beside the uv command")
+    demo.add_argument("--rounds", type=int, default=20, help="timed rounds per operation")
+    args = parser.parse_args(argv)
+    if args.action == "run":
+        return _run(args.words)
+    from .demo import main as demo_main
+
+    return demo_main(rounds=args.rounds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

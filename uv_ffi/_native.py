@@ -1,0 +1,75 @@
+"""Locate and load the Rust library, and call it: JSON in, JSON out, reply always freed."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from typing import Any
+
+from . import errors
+from ._native_ffi import ffi
+
+#: The ABI version this facade speaks; the library must report the same.
+ABI_VERSION = 1
+
+
+def _library_path() -> str:
+    override = os.environ.get("UV_FFI_LIBRARY")
+    if override:
+        return override
+    here = os.path.dirname(os.path.abspath(__file__))
+    # setuptools-rust names the file after the platform (.so, .dylib, .pyd, ABI suffixes):
+    # match the stem rather than guessing the suffix.
+    candidates = sorted(
+        path
+        for path in glob.glob(os.path.join(here, "_uv_ffi_lib*"))
+        if path.endswith((".so", ".dylib", ".pyd", ".dll"))
+    )
+    if not candidates:
+        raise ImportError(
+            "uv_ffi's native library is missing next to " + here + "; "
+            "install the package (pip install .) rather than importing the source tree"
+        )
+    return candidates[0]
+
+
+def _open():
+    flags = ffi.RTLD_NOW
+    if sys.platform == "darwin":
+        # Rust thread-local destructors may run after an unload; never unload the library.
+        flags |= getattr(ffi, "RTLD_NODELETE", 0x80)
+    return ffi.dlopen(_library_path(), flags)
+
+
+lib = _open()
+
+
+def call(function: str, payload: Any) -> Any:
+    """Call ``uv_ffi_<function>`` with a JSON payload and return the reply's value.
+
+    Raises the mapped :class:`~uv_ffi.errors.UvFfiError` subclass for an error reply.
+    """
+    request = json.dumps(payload).encode("utf-8")
+    pointer = getattr(lib, "uv_ffi_" + function)(request)
+    try:
+        text = ffi.string(pointer)
+    finally:
+        lib.uv_ffi_string_free(pointer)
+    reply = json.loads(text)
+    if reply["ok"]:
+        return reply["value"]
+    raise errors.from_reply(reply["error"])
+
+
+def _check_version() -> None:
+    info = call("info", {})
+    if info["abi_version"] != ABI_VERSION:
+        raise ImportError(
+            "uv_ffi's native library speaks ABI %s but the Python package expects %s; "
+            "reinstall the package" % (info["abi_version"], ABI_VERSION)
+        )
+
+
+_check_version()

@@ -1,0 +1,89 @@
+"""Exceptions raised by the typed API, keyed by the engine's error ``kind``.
+
+The classes are static (no generated names), so type checkers and readers see them all here.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Type
+
+
+class UvFfiError(Exception):
+    """Base class: every engine error carries uv's text, hints and an exit code."""
+
+    kind = "internal"
+
+    def __init__(self, message: str, hints: Optional[List[str]] = None, exit_code: int = 1):
+        super().__init__(message)
+        self.message = message
+        self.hints = list(hints or [])
+        self.exit_code = exit_code
+
+    def full_text(self) -> str:
+        """The message followed by one ``hint:`` line per hint, as uv's CLI prints them."""
+        lines = [self.message]
+        lines.extend("hint: " + hint for hint in self.hints)
+        return "\n".join(lines)
+
+
+class InvalidRequest(UvFfiError, ValueError):
+    """The request, command line or a requirement could not be understood."""
+
+    kind = "invalid_command"
+
+
+class PythonNotFound(UvFfiError):
+    """``--python`` named no usable interpreter or environment."""
+
+    kind = "python_not_found"
+
+
+class ExternallyManaged(UvFfiError):
+    """The environment is externally managed (PEP 668)."""
+
+    kind = "externally_managed"
+
+
+class ResolutionError(UvFfiError):
+    """The requirements cannot be satisfied, or a package does not exist."""
+
+    kind = "resolution"
+
+
+class IndexUnavailable(UvFfiError):
+    """An index or find-links location could not be reached or read."""
+
+    kind = "index"
+
+
+class InstallError(UvFfiError):
+    """Downloading, unpacking, linking or removing files failed."""
+
+    kind = "install"
+
+
+class EnginePanic(UvFfiError):
+    """The engine panicked; the panic was caught at the boundary."""
+
+    kind = "panic"
+
+
+_BY_KIND: Dict[str, Type[UvFfiError]] = {
+    "invalid_json": InvalidRequest,
+    "invalid_command": InvalidRequest,
+    "invalid_requirement": InvalidRequest,
+    "python_not_found": PythonNotFound,
+    "externally_managed": ExternallyManaged,
+    "resolution": ResolutionError,
+    "index": IndexUnavailable,
+    "install": InstallError,
+    "panic": EnginePanic,
+}
+
+
+def from_reply(error: dict) -> UvFfiError:
+    """Build the exception for an error envelope; unknown kinds map to the base class."""
+    cls = _BY_KIND.get(error.get("kind", ""), UvFfiError)
+    exc = cls(error.get("message", ""), error.get("hints", []), int(error.get("exit_code", 1)))
+    exc.kind = error.get("kind", "internal")
+    return exc
