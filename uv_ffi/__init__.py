@@ -90,15 +90,23 @@ def install(cmd: str, *, mode: Optional[str] = None, cwd: Optional[str] = None) 
     ``mode`` overrides the coherency policy for this call (``trust``, ``validate``, ``watch``).
     """
     mode = policy.resolve(mode)
-    request = {"command": cmd, "check": policy.check_before_use(mode), "heal": True}
+    request = {
+        "command": cmd,
+        "check": policy.check_before_use(mode),
+        "heal": True,
+        "index_ttl_ms": int(policy.get_index_ttl() * 1000),
+    }
     if cwd is not None:
         request["cwd"] = os.fspath(cwd)
     try:
         value = _native.call("run", request)
-    except ResolutionError:
-        # A kept index page may predate a release: revalidate the pages and try once more.
+    except UvFfiError as exc:
+        if exc.retry != "fresh_index":
+            raise
+        # The call used index pages kept from earlier calls; a newer page (a release published
+        # since) may change the answer. Read the pages again and try once more.
         policy.bump("index_retries")
-        _native.call("index_clear", {})
+        request["fresh_index"] = True
         value = _native.call("run", request)
     result = RunResult.from_json(value)
     if mode == policy.WATCH and result.target is None:
@@ -169,5 +177,6 @@ def get_counters(python: Optional[str] = None) -> Dict[str, int]:
     patches)."""
     value = _native.call("view_get", _env_request(python, check=False))
     merged = dict(value["counters"])
+    merged.update({"index_" + k: v for k, v in value["index_counters"].items()})
     merged.update(policy.counters)
     return merged

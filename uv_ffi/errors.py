@@ -13,11 +13,19 @@ class UvFfiError(Exception):
 
     kind = "internal"
 
-    def __init__(self, message: str, hints: Optional[List[str]] = None, exit_code: int = 1):
+    def __init__(
+        self,
+        message: str,
+        hints: Optional[List[str]] = None,
+        exit_code: int = 1,
+        retry: Optional[str] = None,
+    ):
         super().__init__(message)
         self.message = message
         self.hints = list(hints or [])
         self.exit_code = exit_code
+        #: How the engine says the same call might succeed (``"fresh_index"``), or None.
+        self.retry = retry
 
     def full_text(self) -> str:
         """The message followed by one ``hint:`` line per hint, as uv's CLI prints them."""
@@ -84,6 +92,11 @@ _BY_KIND: Dict[str, Type[UvFfiError]] = {
 def from_reply(error: dict) -> UvFfiError:
     """Build the exception for an error envelope; unknown kinds map to the base class."""
     cls = _BY_KIND.get(error.get("kind", ""), UvFfiError)
-    exc = cls(error.get("message", ""), error.get("hints", []), int(error.get("exit_code", 1)))
+    exc = cls(
+        error.get("message", ""),
+        error.get("hints", []),
+        int(error.get("exit_code", 1)),
+        error.get("retry"),
+    )
     exc.kind = error.get("kind", "internal")
     return exc

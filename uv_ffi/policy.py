@@ -9,8 +9,11 @@
               reads of the view stay current without rescans.
 
 In every mode an install that meets a view disagreeing with the disk is rescanned and retried
-once (the engine's ``heal``), and a resolution failure is retried once after revalidating the
-index pages, in case a newer page would fix it.
+once (the engine's ``heal``).
+
+Index pages (version lists and metadata) read by one call are kept in memory for later calls,
+for at most :func:`get_index_ttl` seconds. A call that fails after using kept pages is retried
+once with fresh pages, so a version published while the process runs is installable at once.
 """
 
 from __future__ import annotations
@@ -32,6 +35,23 @@ if _mode not in MODES:
 
 #: What the Python side of the policy did, by name.
 counters: Dict[str, int] = {"index_retries": 0, "watch_patches": 0, "watch_invalidations": 0}
+
+
+#: Index pages kept in memory are used for at most this many seconds (PyPI's own page lifetime).
+_index_ttl = float(os.environ.get("UV_FFI_INDEX_TTL", "600"))
+
+
+def get_index_ttl() -> float:
+    """Seconds for which index pages read by one call may serve later calls."""
+    return _index_ttl
+
+
+def set_index_ttl(seconds: float) -> None:
+    """Set how long kept index pages may be used (0: read fresh pages on every call)."""
+    global _index_ttl
+    if seconds < 0:
+        raise ValueError("the index time-to-live cannot be negative")
+    _index_ttl = float(seconds)
 
 
 def get_policy() -> str:

@@ -103,6 +103,8 @@ pub unsafe extern "C" fn omnipkg_uv_run_c(cmd: *const c_char, out_json: *mut c_c
             cwd: None,
             check: true,
             heal: true,
+            fresh_index: false,
+            index_ttl_ms: ops::default_index_ttl_ms(),
         })
     })
     .unwrap_or_else(|payload| Err(guard::panic_error(payload.as_ref())));

@@ -20,6 +20,7 @@ use uv_python::{EnvironmentPreference, PythonEnvironment, PythonPreference, Pyth
 use crate::environment::{DirStamp, EnvState};
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::guard::panic_error;
+use crate::index::KeptIndexes;
 
 /// Where an environment lives: its prefix, and the `--target` folder if any.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,6 +39,8 @@ pub struct Shared {
 
 pub struct Engine {
     pub shared: Shared,
+    /// Index pages kept between calls, per interpreter and index configuration.
+    pub indexes: KeptIndexes,
     /// `--python` requests already answered, with the executable's stamp to notice a replacement.
     pythons: HashMap<String, (PythonEnvironment, DirStamp)>,
     pub envs: HashMap<EnvKey, EnvState>,
@@ -67,6 +70,7 @@ impl Engine {
                 base_client,
                 concurrency: Concurrency::default(),
             },
+            indexes: KeptIndexes::default(),
             pythons: HashMap::new(),
             envs: HashMap::new(),
             last_env: None,
@@ -145,10 +149,10 @@ impl Engine {
         Ok(env)
     }
 
-    /// The shared parts and one environment's state, borrowed together.
-    pub fn parts(&mut self, key: &EnvKey) -> (&Shared, &mut EnvState) {
+    /// The shared parts, the kept index pages and one environment's state, borrowed together.
+    pub fn parts(&mut self, key: &EnvKey) -> (&Shared, &mut KeptIndexes, &mut EnvState) {
         let state = self.envs.get_mut(key).expect("environment() registers every key it returns");
-        (&self.shared, state)
+        (&self.shared, &mut self.indexes, state)
     }
 
     /// The environment a view call acts on: the one named, or the last one used.
@@ -260,6 +264,7 @@ where
             Ok(engine) => catch_unwind(AssertUnwindSafe(|| work(engine, runtime))).unwrap_or_else(|payload| {
                 engine.envs.clear();
                 engine.last_env = None;
+                engine.indexes.clear();
                 Err(panic_error(payload.as_ref()))
             }),
             Err(err) => Err(err.clone()),

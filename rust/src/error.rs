@@ -48,6 +48,10 @@ pub struct FfiError {
     pub message: String,
     pub hints: Vec<String>,
     pub exit_code: i32,
+    /// Set when the same call may succeed if retried this way (`"fresh_index"`: the call used
+    /// index pages kept from earlier calls, and a newer page may change the answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<&'static str>,
 }
 
 impl FfiError {
@@ -57,6 +61,7 @@ impl FfiError {
             message: message.into(),
             hints: Vec::new(),
             exit_code: kind.exit_code(),
+            retry: None,
         }
     }
 
@@ -68,6 +73,7 @@ impl FfiError {
             message,
             hints,
             exit_code: kind.exit_code(),
+            retry: None,
         }
     }
 

@@ -40,6 +40,7 @@ use crate::command::InstallArgs;
 use crate::engine::{EnvKey, Shared};
 use crate::environment::EnvState;
 use crate::error::{ErrorKind, FfiError, Result};
+use crate::index::{IndexPages, KeptIndexes};
 use crate::profile::Profile;
 
 /// The outcome of one `pip install`.
@@ -68,12 +69,17 @@ pub struct CallPolicy {
     pub check: bool,
     /// Rescan and retry once if an install meets a view that disagrees with the disk.
     pub heal: bool,
-    /// Revalidate every index page this call reads (after `index_clear`).
+    /// Revalidate every index page this call reads (after `index_clear`, or on a retry).
     pub refresh_index: bool,
+    /// Do not use index pages kept from earlier calls.
+    pub fresh_index: bool,
+    /// How long kept index pages may be used.
+    pub index_ttl: std::time::Duration,
 }
 
 pub fn run(
     shared: &Shared,
+    indexes: &mut KeptIndexes,
     state: &mut EnvState,
     key: &EnvKey,
     runtime: &Runtime,
@@ -93,12 +99,12 @@ pub fn run(
             return Ok(reply(key, args, Vec::new(), Vec::new(), true, profile));
         }
     }
-    let outcome = runtime.block_on(install(shared, state, args, cwd, memo.clone(), policy.refresh_index, &mut profile));
+    let outcome = runtime.block_on(install(shared, indexes, state, args, cwd, memo.clone(), policy, &mut profile));
     let outcome = match outcome {
         Err(err) if policy.heal && err.kind == ErrorKind::Install && state.check() => {
             // The environment changed under us (another tool): rescan and try once more.
             state.counters.heals += 1;
-            runtime.block_on(install(shared, state, args, cwd, memo, policy.refresh_index, &mut profile))
+            runtime.block_on(install(shared, indexes, state, args, cwd, memo, policy, &mut profile))
         }
         other => other,
     };
@@ -170,11 +176,12 @@ impl Changes {
 
 async fn install(
     shared: &Shared,
+    indexes: &mut KeptIndexes,
     state: &mut EnvState,
     args: &InstallArgs,
     cwd: &Path,
     memo: Option<String>,
-    refresh_index: bool,
+    policy: CallPolicy,
     profile: &mut Profile,
 ) -> Result<Changes> {
     // Requirements: arguments, `-r` files and `-c` files, read by uv's own reader.
@@ -274,7 +281,7 @@ async fn install(
         }
     }
 
-    // Everything below is per call: uv's in-memory indexes cache errors and must not outlive it.
+    // Resolution and installation see this exact snapshot (the planner insists on it).
     let site: SitePackages = state.site_packages()?.clone();
     let link_mode = link_mode(args)?;
     let hash_mode = HashCheckingMode::from_requirements_txt(None, spec.require_hashes);
@@ -289,7 +296,9 @@ async fn install(
         None => HashStrategy::None,
     };
     let index_locations = index_locations(args, &spec, cwd)?;
-    let cache = if refresh_index {
+    let build_options = BuildOptions::default().combine(spec.no_binary.clone(), spec.no_build.clone());
+    let refresh = policy.refresh_index || policy.fresh_index;
+    let cache = if refresh {
         shared.cache.clone().with_refresh(Refresh::from_args(Some(true), Vec::new()))
     } else if reinstall.is_none() && upgrade.is_none() {
         shared.cache.clone()
@@ -299,255 +308,293 @@ async fn install(
             .clone()
             .with_refresh(Refresh::from(reinstall.clone()).combine(Refresh::from(upgrade.clone())))
     };
-    let client = RegistryClientBuilder::new(shared.client_builder.clone(), cache.clone())
-        .index_locations(index_locations.clone())
-        .markers(interpreter.markers())
-        .platform(interpreter.platform())
-        .wrap_existing(&shared.base_client)
-        .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
-    let build_options = BuildOptions::default().combine(spec.no_binary.clone(), spec.no_build.clone());
-    let flat_index = flat_index(&client, &cache, &index_locations, &tags, &hasher, &build_options).await?;
-    profile.mark("client");
 
-    let state_shared = SharedState::default();
-    let build_constraints = Constraints::default();
-    let dependency_metadata = DependencyMetadata::default();
-    let build_hasher = HashStrategy::None;
-    let build_dispatch = BuildDispatch::new(
-        &client,
-        &cache,
-        &build_constraints,
-        &interpreter,
-        &index_locations,
-        &flat_index,
-        &dependency_metadata,
-        state_shared.clone(),
-        IndexStrategy::default(),
-        &config_settings,
-        &config_settings_package,
-        BuildIsolation::Isolated,
-        &extra_build_requires,
-        &extra_build_variables,
-        link_mode,
-        &build_options,
-        &build_hasher,
-        ExcludeNewer::default(),
-        NoSources::default(),
-        SourceTreeEditablePolicy::Project,
-        WorkspaceCache::default(),
-        shared.concurrency.clone(),
-        Preview::default(),
+    // Index pages: kept from an earlier call when allowed, otherwise read fresh.
+    let index_key = format!(
+        "{}|{:?}|{:?}",
+        interpreter.sys_executable().display(),
+        index_locations,
+        build_options
     );
-    let database = || {
-        DistributionDatabase::new(
+    let may_reuse = !refresh && reinstall.is_none() && upgrade.is_none() && !policy.fresh_index;
+    let kept = if may_reuse { indexes.get(&index_key, policy.index_ttl) } else { None };
+    let reused = kept.is_some();
+    let pages = match kept {
+        Some(pages) => pages,
+        None => {
+            indexes.counters.fresh += 1;
+            let client = RegistryClientBuilder::new(shared.client_builder.clone(), cache.clone())
+                .index_locations(index_locations.clone())
+                .markers(interpreter.markers())
+                .platform(interpreter.platform())
+                .wrap_existing(&shared.base_client)
+                .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
+            let flat_index = flat_index(&client, &cache, &index_locations, &tags, &hasher, &build_options).await?;
+            IndexPages::new(client, flat_index, SharedState::default())
+        }
+    };
+    profile.mark(if reused { "index-kept" } else { "index-fresh" });
+
+    // Everything from here on may fail because of what the kept pages say: see below.
+    let outcome: Result<Changes> = async {
+        let client = &pages.client;
+        let flat_index = &pages.flat_index;
+        let state_shared = pages.state.clone();
+        let build_constraints = Constraints::default();
+        let dependency_metadata = DependencyMetadata::default();
+        let build_hasher = HashStrategy::None;
+        let build_dispatch = BuildDispatch::new(
             &client,
-            &build_dispatch,
-            shared.concurrency.downloads_semaphore.clone(),
-        )
-    };
-
-    // Resolve.
-    let (mut requirements, unnamed): (Vec<_>, Vec<_>) =
-        spec.requirements.into_iter().fold((Vec::new(), Vec::new()), |(mut named, mut unnamed), entry| {
-            match entry.requirement {
-                UnresolvedRequirement::Named(requirement) => named.push(requirement),
-                UnresolvedRequirement::Unnamed(requirement) => unnamed.push(requirement),
-            }
-            (named, unnamed)
-        });
-    if !unnamed.is_empty() {
-        let named = NamedRequirementsResolver::new(&hasher, state_shared.index(), database())
-            .resolve(unnamed.into_iter())
-            .await
-            .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?;
-        requirements.extend(named);
-    }
-    let constraints = Constraints::from_requirements(
-        spec.constraints
-            .into_iter()
-            .map(|constraint| constraint.requirement)
-            .chain(upgrade.constraints().cloned()),
-    );
-    let overrides = Overrides::default();
-    let excludes = Excludes::default();
-    let resolver_env = ResolverEnvironment::specific(markers.clone());
-    let dependency_mode = if args.no_deps {
-        DependencyMode::Direct
-    } else {
-        DependencyMode::Transitive
-    };
-    let (lookaheads, hasher) = match dependency_mode {
-        DependencyMode::Transitive => LookaheadResolver::new(
-            &requirements,
-            &constraints,
-            &overrides,
-            &excludes,
-            &hasher,
-            state_shared.index(),
-            database(),
-        )
-        .resolve(&resolver_env)
-        .await
-        .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?,
-        DependencyMode::Direct => (Vec::new(), hasher),
-    };
-    let manifest = Manifest::new(
-        requirements,
-        constraints,
-        overrides,
-        excludes,
-        Preferences::default(),
-        None,
-        BTreeSet::default(),
-        Exclusions::new(reinstall.clone(), UpgradePackages::for_non_project(&upgrade)),
-        lookaheads,
-    );
-    let options = OptionsBuilder::new()
-        .prerelease(prerelease(args)?)
-        .dependency_mode(dependency_mode)
-        .build_options(build_options.clone())
-        .build();
-    let python_requirement = PythonRequirement::from_interpreter(&interpreter);
-    let resolver = Resolver::new(
-        manifest,
-        options,
-        &python_requirement,
-        resolver_env,
-        interpreter.markers(),
-        Conflicts::empty(),
-        Some(&tags),
-        &flat_index,
-        state_shared.index(),
-        &hasher,
-        &build_dispatch,
-        site.clone(),
-        database(),
-    )
-    .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?;
-    let output = resolver.resolve().await.map_err(|err| {
-        let kind = match &err {
-            uv_resolver::ResolveError::Client(_) => ErrorKind::Index,
-            _ => ErrorKind::Resolution,
-        };
-        FfiError::from_uv(kind, &err)
-    })?;
-    let resolution = Resolution::from(output);
-    profile.mark("resolve");
-
-    // Plan against the very snapshot the resolver saw (the planner insists on it).
-    let plan = Planner::new(&resolution)
-        .build(
-            site,
-            InstallationStrategy::Permissive,
-            &reinstall,
-            &build_options,
-            &hasher,
+            &cache,
+            &build_constraints,
+            &interpreter,
             &index_locations,
+            &flat_index,
+            &dependency_metadata,
+            state_shared.clone(),
+            IndexStrategy::default(),
             &config_settings,
             &config_settings_package,
+            BuildIsolation::Isolated,
             &extra_build_requires,
             &extra_build_variables,
-            &cache,
-            &state.env,
-            &tags,
-        )
-        .map_err(|err| FfiError::from_anyhow(ErrorKind::Install, &err))?;
-    profile.mark("plan");
-    let Plan {
-        cached,
-        remote,
-        reinstalls,
-        extraneous: _,
-    } = plan;
+            link_mode,
+            &build_options,
+            &build_hasher,
+            ExcludeNewer::default(),
+            NoSources::default(),
+            SourceTreeEditablePolicy::Project,
+            WorkspaceCache::default(),
+            shared.concurrency.clone(),
+            Preview::default(),
+        );
+        let database = || {
+            DistributionDatabase::new(
+                &client,
+                &build_dispatch,
+                shared.concurrency.downloads_semaphore.clone(),
+            )
+        };
 
-    if args.dry_run {
-        let mut installed: Vec<(String, String)> = remote
-            .iter()
-            .map(|dist| (dist.name().to_string(), dist.version_or_url().to_string()))
-            .chain(cached.iter().map(cached_pair))
-            .collect();
-        let mut removed: Vec<(String, String)> = reinstalls.iter().map(installed_pair).collect();
-        for pair in installed.iter_mut() {
-            pair.1 = pair.1.trim_start_matches("==").to_string();
+        // Resolve.
+        let (mut requirements, unnamed): (Vec<_>, Vec<_>) =
+            spec.requirements.into_iter().fold((Vec::new(), Vec::new()), |(mut named, mut unnamed), entry| {
+                match entry.requirement {
+                    UnresolvedRequirement::Named(requirement) => named.push(requirement),
+                    UnresolvedRequirement::Unnamed(requirement) => unnamed.push(requirement),
+                }
+                (named, unnamed)
+            });
+        if !unnamed.is_empty() {
+            let named = NamedRequirementsResolver::new(&hasher, state_shared.index(), database())
+                .resolve(unnamed.into_iter())
+                .await
+                .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?;
+            requirements.extend(named);
         }
+        let constraints = Constraints::from_requirements(
+            spec.constraints
+                .into_iter()
+                .map(|constraint| constraint.requirement)
+                .chain(upgrade.constraints().cloned()),
+        );
+        let overrides = Overrides::default();
+        let excludes = Excludes::default();
+        let resolver_env = ResolverEnvironment::specific(markers.clone());
+        let dependency_mode = if args.no_deps {
+            DependencyMode::Direct
+        } else {
+            DependencyMode::Transitive
+        };
+        let (lookaheads, hasher) = match dependency_mode {
+            DependencyMode::Transitive => LookaheadResolver::new(
+                &requirements,
+                &constraints,
+                &overrides,
+                &excludes,
+                &hasher,
+                state_shared.index(),
+                database(),
+            )
+            .resolve(&resolver_env)
+            .await
+            .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?,
+            DependencyMode::Direct => (Vec::new(), hasher),
+        };
+        let manifest = Manifest::new(
+            requirements,
+            constraints,
+            overrides,
+            excludes,
+            Preferences::default(),
+            None,
+            BTreeSet::default(),
+            Exclusions::new(reinstall.clone(), UpgradePackages::for_non_project(&upgrade)),
+            lookaheads,
+        );
+        let options = OptionsBuilder::new()
+            .prerelease(prerelease(args)?)
+            .dependency_mode(dependency_mode)
+            .build_options(build_options.clone())
+            .build();
+        let python_requirement = PythonRequirement::from_interpreter(&interpreter);
+        let resolver = Resolver::new(
+            manifest,
+            options,
+            &python_requirement,
+            resolver_env,
+            interpreter.markers(),
+            Conflicts::empty(),
+            Some(&tags),
+            &flat_index,
+            state_shared.index(),
+            &hasher,
+            &build_dispatch,
+            site.clone(),
+            database(),
+        )
+        .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?;
+        let output = resolver.resolve().await.map_err(|err| {
+            let kind = match &err {
+                uv_resolver::ResolveError::Client(_) => ErrorKind::Index,
+                _ => ErrorKind::Resolution,
+            };
+            FfiError::from_uv(kind, &err)
+        })?;
+        let resolution = Resolution::from(output);
+        profile.mark("resolve");
+
+        // Plan against the very snapshot the resolver saw (the planner insists on it).
+        let plan = Planner::new(&resolution)
+            .build(
+                site,
+                InstallationStrategy::Permissive,
+                &reinstall,
+                &build_options,
+                &hasher,
+                &index_locations,
+                &config_settings,
+                &config_settings_package,
+                &extra_build_requires,
+                &extra_build_variables,
+                &cache,
+                &state.env,
+                &tags,
+            )
+            .map_err(|err| FfiError::from_anyhow(ErrorKind::Install, &err))?;
+        profile.mark("plan");
+        let Plan {
+            cached,
+            remote,
+            reinstalls,
+            extraneous: _,
+        } = plan;
+
+        if args.dry_run {
+            let mut installed: Vec<(String, String)> = remote
+                .iter()
+                .map(|dist| (dist.name().to_string(), dist.version_or_url().to_string()))
+                .chain(cached.iter().map(cached_pair))
+                .collect();
+            let mut removed: Vec<(String, String)> = reinstalls.iter().map(installed_pair).collect();
+            for pair in installed.iter_mut() {
+                pair.1 = pair.1.trim_start_matches("==").to_string();
+            }
+            installed.sort();
+            removed.sort();
+            return Ok(Changes {
+                installed,
+                removed,
+                satisfied: false,
+            });
+        }
+        if remote.is_empty() && cached.is_empty() && reinstalls.is_empty() {
+            if let Some(memo) = memo {
+                state.remember_satisfied(memo);
+            }
+            return Ok(Changes::none(true));
+        }
+
+        // Hold the environment's lock (shared with uv's CLI) while files change.
+        let _lock = state.env.lock().await.ok();
+        let wheels = if remote.is_empty() {
+            Vec::new()
+        } else {
+            Preparer::new(&cache, &tags, &hasher, &build_options, database())
+                .prepare(remote, state_shared.in_flight(), &resolution)
+                .await
+                .map_err(|err| FfiError::from_uv(ErrorKind::Install, &err))?
+        };
+        profile.mark("prepare");
+
+        let layout = interpreter.layout();
+        let mut removed_dists: Vec<InstalledDist> = Vec::new();
+        for dist in reinstalls {
+            match uv_installer::uninstall(&dist, &layout).await {
+                Ok(_) => {}
+                // Like uv: a missing RECORD leaves files behind but must not stop the install.
+                Err(uv_installer::UninstallError::Uninstall(
+                    uv_install_wheel::Error::MissingRecord(_) | uv_install_wheel::Error::MissingTopLevel(_),
+                )) => {}
+                Err(err) => {
+                    // Whatever was removed so far is gone from disk: keep the view honest.
+                    let removed: Vec<_> = removed_dists.iter().map(installed_pair).collect();
+                    state.apply_delta(&[], &removed);
+                    return Err(FfiError::from_uv(ErrorKind::Install, &err));
+                }
+            }
+            removed_dists.push(dist);
+        }
+        profile.mark("uninstall");
+
+        let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
+        let installed_dists = if to_install.is_empty() {
+            Vec::new()
+        } else {
+            let outcome = uv_installer::Installer::new(&state.env, Preview::default())
+                .with_link_mode(link_mode)
+                .with_cache(&cache)
+                .with_installer_metadata(true)
+                .install_blocking(to_install);
+            match outcome {
+                Ok(dists) => dists,
+                Err(err) => {
+                    // Partial installs are possible: forget the view so the next call rescans.
+                    state.invalidate();
+                    return Err(FfiError::from_anyhow(ErrorKind::Install, &err));
+                }
+            }
+        };
+        profile.mark("install");
+
+        let mut installed: Vec<(String, String)> = installed_dists.iter().map(cached_pair).collect();
+        let mut removed: Vec<(String, String)> = removed_dists.iter().map(installed_pair).collect();
         installed.sort();
         removed.sort();
-        return Ok(Changes {
+        state.apply_delta(&installed, &removed);
+        profile.mark("changelog");
+        Ok(Changes {
             installed,
             removed,
             satisfied: false,
-        });
+        })
     }
-    if remote.is_empty() && cached.is_empty() && reinstalls.is_empty() {
-        if let Some(memo) = memo {
-            state.remember_satisfied(memo);
-        }
-        return Ok(Changes::none(true));
-    }
-
-    // Hold the environment's lock (shared with uv's CLI) while files change.
-    let _lock = state.env.lock().await.ok();
-    let wheels = if remote.is_empty() {
-        Vec::new()
-    } else {
-        Preparer::new(&cache, &tags, &hasher, &build_options, database())
-            .prepare(remote, state_shared.in_flight(), &resolution)
-            .await
-            .map_err(|err| FfiError::from_uv(ErrorKind::Install, &err))?
-    };
-    profile.mark("prepare");
-
-    let layout = interpreter.layout();
-    let mut removed_dists: Vec<InstalledDist> = Vec::new();
-    for dist in reinstalls {
-        match uv_installer::uninstall(&dist, &layout).await {
-            Ok(_) => {}
-            // Like uv: a missing RECORD leaves files behind but must not stop the install.
-            Err(uv_installer::UninstallError::Uninstall(
-                uv_install_wheel::Error::MissingRecord(_) | uv_install_wheel::Error::MissingTopLevel(_),
-            )) => {}
-            Err(err) => {
-                // Whatever was removed so far is gone from disk: keep the view honest.
-                let removed: Vec<_> = removed_dists.iter().map(installed_pair).collect();
-                state.apply_delta(&[], &removed);
-                return Err(FfiError::from_uv(ErrorKind::Install, &err));
+    .await;
+    match outcome {
+        Ok(changes) => {
+            if !reused {
+                indexes.keep(index_key, pages);
             }
+            Ok(changes)
         }
-        removed_dists.push(dist);
-    }
-    profile.mark("uninstall");
-
-    let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
-    let installed_dists = if to_install.is_empty() {
-        Vec::new()
-    } else {
-        let outcome = uv_installer::Installer::new(&state.env, Preview::default())
-            .with_link_mode(link_mode)
-            .with_cache(&cache)
-            .with_installer_metadata(true)
-            .install_blocking(to_install);
-        match outcome {
-            Ok(dists) => dists,
-            Err(err) => {
-                // Partial installs are possible: forget the view so the next call rescans.
-                state.invalidate();
-                return Err(FfiError::from_anyhow(ErrorKind::Install, &err));
+        Err(mut err) => {
+            indexes.drop_after_failure(&index_key);
+            if reused && !matches!(err.kind, ErrorKind::InvalidCommand | ErrorKind::InvalidRequirement) {
+                err.retry = Some("fresh_index");
             }
+            Err(err)
         }
-    };
-    profile.mark("install");
-
-    let mut installed: Vec<(String, String)> = installed_dists.iter().map(cached_pair).collect();
-    let mut removed: Vec<(String, String)> = removed_dists.iter().map(installed_pair).collect();
-    installed.sort();
-    removed.sort();
-    state.apply_delta(&installed, &removed);
-    profile.mark("changelog");
-    Ok(Changes {
-        installed,
-        removed,
-        satisfied: false,
-    })
+    }
 }
 
 fn cached_pair(dist: &CachedDist) -> (String, String) {

@@ -7,6 +7,7 @@ mod engine;
 mod environment;
 mod error;
 mod guard;
+mod index;
 mod install;
 mod logging;
 mod ops;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{self, Command};
 use crate::engine::with_engine;
 use crate::environment::{DirStamp, ViewCounters};
+use crate::index::IndexCounters;
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::install::{self, CallPolicy, InstallReply};
 use crate::profile::Profile;
@@ -70,6 +71,17 @@ pub struct RunRequest {
     /// Rescan and retry once if an install meets a view that disagrees with the disk.
     #[serde(default = "yes")]
     pub heal: bool,
+    /// Read index pages fresh (and revalidate the HTTP cache) instead of using kept ones.
+    #[serde(default)]
+    pub fresh_index: bool,
+    /// How long index pages kept from earlier calls may be used, in milliseconds.
+    #[serde(default = "default_index_ttl_ms")]
+    pub index_ttl_ms: u64,
+}
+
+/// Ten minutes, the lifetime PyPI gives its simple pages.
+pub fn default_index_ttl_ms() -> u64 {
+    600_000
 }
 
 pub fn run(request: RunRequest) -> Result<InstallReply> {
@@ -80,6 +92,8 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
         check: request.check,
         heal: request.heal,
         refresh_index: false,
+        fresh_index: request.fresh_index,
+        index_ttl: std::time::Duration::from_millis(request.index_ttl_ms),
     };
     profile.mark("parse");
     let verbose = args.verbose > 0 || crate::logging::enabled();
@@ -90,8 +104,8 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
             engine.last_env = Some(key.clone());
         }
         policy.refresh_index = std::mem::take(&mut engine.refresh_index);
-        let (shared, state) = engine.parts(&key);
-        let reply = install::run(shared, state, &key, runtime, &args, &cwd, policy, profile);
+        let (shared, indexes, state) = engine.parts(&key);
+        let reply = install::run(shared, indexes, state, &key, runtime, &args, &cwd, policy, profile);
         if key.target.is_some() {
             // A `--target` folder is usually a one-off; do not keep its state around.
             engine.envs.remove(&key);
@@ -121,6 +135,7 @@ pub struct ViewReply {
     pub environment: Option<PathBuf>,
     pub packages: Vec<(String, String)>,
     pub counters: ViewCounters,
+    pub index_counters: IndexCounters,
 }
 
 pub fn view_get(request: EnvRequest) -> Result<ViewReply> {
@@ -130,9 +145,10 @@ pub fn view_get(request: EnvRequest) -> Result<ViewReply> {
                 environment: None,
                 packages: Vec::new(),
                 counters: ViewCounters::default(),
+                index_counters: engine.indexes.counters.clone(),
             });
         };
-        let (_, state) = engine.parts(&key);
+        let (_, indexes, state) = engine.parts(&key);
         if request.check {
             state.check();
         }
@@ -141,6 +157,7 @@ pub fn view_get(request: EnvRequest) -> Result<ViewReply> {
             environment: Some(key.root.clone()),
             packages,
             counters: state.counters.clone(),
+            index_counters: indexes.counters.clone(),
         })
     })
 }
@@ -169,7 +186,7 @@ pub fn view_patch(request: PatchRequest) -> Result<PatchReply> {
         let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
             return Ok(PatchReply { patched: false });
         };
-        let (_, state) = engine.parts(&key);
+        let (_, _, state) = engine.parts(&key);
         if !state.view_known() {
             return Ok(PatchReply { patched: false });
         }
@@ -205,7 +222,7 @@ pub fn view_invalidate(request: EnvRequest) -> Result<InvalidateReply> {
         let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
             return Ok(InvalidateReply { invalidated: false });
         };
-        engine.parts(&key).1.invalidate();
+        engine.parts(&key).2.invalidate();
         Ok(InvalidateReply { invalidated: true })
     })
 }
@@ -224,7 +241,7 @@ pub fn view_fingerprint(request: EnvRequest) -> Result<FingerprintReply> {
                 site_packages: Vec::new(),
             });
         };
-        let stamps = engine.parts(&key).1.stamps();
+        let stamps = engine.parts(&key).2.stamps();
         Ok(FingerprintReply {
             environment: Some(key.root),
             site_packages: stamps,
@@ -240,6 +257,7 @@ pub struct IndexClearReply {
 /// Make the next resolution revalidate every index page instead of trusting kept copies.
 pub fn index_clear(_: Empty) -> Result<IndexClearReply> {
     with_engine(|engine, _| {
+        engine.indexes.clear();
         engine.refresh_index = true;
         Ok(IndexClearReply { cleared: true })
     })

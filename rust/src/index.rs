@@ -1,0 +1,90 @@
+//! Index pages kept in memory between calls.
+//!
+//! uv keeps what it learns about an index (version lists, wheel metadata) in a `SharedState`
+//! that it normally throws away after one command. The engine keeps one per interpreter and index
+//! configuration, together with the registry client (and its connection pools) and the
+//! `--find-links` listing, so a warm call resolves without any HTTP.
+//!
+//! Freshness rules:
+//! - kept pages expire after a time-to-live chosen by the caller;
+//! - `--upgrade`, `--reinstall` and `index_clear` always read fresh pages;
+//! - any failed call drops the pages it used (uv's in-memory index also remembers failures), and
+//!   tells the caller that a retry with fresh pages may succeed (for example, a version published
+//!   after the pages were read).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use uv_client::RegistryClient;
+use uv_dispatch::SharedState;
+use uv_resolver::FlatIndex;
+
+/// What one call resolves against.
+#[derive(Clone)]
+pub struct IndexPages {
+    pub client: RegistryClient,
+    pub flat_index: FlatIndex,
+    pub state: SharedState,
+    created: Instant,
+}
+
+impl IndexPages {
+    pub fn new(client: RegistryClient, flat_index: FlatIndex, state: SharedState) -> Self {
+        Self {
+            client,
+            flat_index,
+            state,
+            created: Instant::now(),
+        }
+    }
+}
+
+/// Counters of what the kept pages did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexCounters {
+    /// Calls that resolved against kept pages.
+    pub reused: u64,
+    /// Calls that read fresh pages (first use, expiry, refresh, or after a drop).
+    pub fresh: u64,
+    /// Kept pages dropped because a call using them failed.
+    pub dropped_after_failure: u64,
+    /// Kept pages dropped because they outlived their time-to-live.
+    pub expired: u64,
+}
+
+#[derive(Default)]
+pub struct KeptIndexes {
+    pages: HashMap<String, IndexPages>,
+    pub counters: IndexCounters,
+}
+
+impl KeptIndexes {
+    /// Kept pages for `key`, if they exist and are younger than `ttl`.
+    pub fn get(&mut self, key: &str, ttl: Duration) -> Option<IndexPages> {
+        let pages = self.pages.get(key)?;
+        if pages.created.elapsed() > ttl {
+            self.pages.remove(key);
+            self.counters.expired += 1;
+            return None;
+        }
+        self.counters.reused += 1;
+        Some(pages.clone())
+    }
+
+    /// Keep pages for later calls (a fresh read replaces older pages).
+    pub fn keep(&mut self, key: String, pages: IndexPages) {
+        self.pages.insert(key, pages);
+    }
+
+    /// A call using these pages failed: forget them.
+    pub fn drop_after_failure(&mut self, key: &str) {
+        if self.pages.remove(key).is_some() {
+            self.counters.dropped_after_failure += 1;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.pages.clear();
+    }
+}
