@@ -37,6 +37,7 @@ PACKAGES: List[Tuple[str, str, List[str], Dict[str, List[str]]]] = [
     ("pre-pkg", "1.0", [], {}),
     ("pre-pkg", "2.0b1", [], {}),
     ("Mixed_Case.Name", "1.0", [], {}),
+    ("zeta", "1.0", [], {}),
 ]
 
 

@@ -11,7 +11,8 @@
  *     uv_ffi_string_free(). A NULL request is answered with an error reply, never a crash.
  *   - Every reply is an envelope:
  *       {"ok": true,  "value": {...}}
- *       {"ok": false, "error": {"kind": str, "message": str, "hints": [str], "exit_code": int}}
+ *       {"ok": false, "error": {"kind": str, "message": str, "hints": [str], "exit_code": int,
+ *                             "retry"?: "fresh_index"}}
  *     kind is one of: invalid_json, invalid_command, invalid_requirement, python_not_found,
  *     externally_managed, resolution, index, install, panic, internal.
  *   - No panic crosses this boundary: a panic is caught and answered with kind "panic".
@@ -33,10 +34,14 @@ char *uv_ffi_info(const char *request);
  * Value {"argv": [str], "parsed": {"command": "pip_install", ...options}}. */
 char *uv_ffi_parse(const char *request);
 
-/* Request {"command": str, "cwd"?: str, "check"?: bool = true, "heal"?: bool = true}.
- * Runs the command ("pip install ..."). check: compare the environment's fingerprint with the
+/* Request {"command": str, "cwd"?: str, "check"?: bool = true, "heal"?: bool = true,
+ *          "fresh_index"?: bool = false, "index_ttl_ms"?: int = 600000}.
+ * Runs the command ("pip install ..." or "pip uninstall ..."). check: compare the environment's fingerprint with the
  * disk before trusting the view; heal: rescan and retry once if an install meets a view that
- * disagrees with the disk.
+ * disagrees with the disk.  Index pages read by a call are kept in memory for later calls with
+ * the same interpreter and indexes, for at most index_ttl_ms; fresh_index reads them again (and
+ * revalidates the HTTP cache).  An error from a call that used kept pages carries
+ * "retry": "fresh_index": the same call may succeed with fresh pages.
  * Value {"exit_code": 0, "installed": [[name, version]], "removed": [[name, version]],
  *        "error": "", "environment": str, "target": str|null, "satisfied": bool,
  *        "dry_run": bool, "timings_us": [[phase, int]]}.  Names are PEP 503-normalised and
@@ -46,11 +51,13 @@ char *uv_ffi_run(const char *request);
 /* Request {"python"?: str, "check"?: bool = false}.  Without python: the environment of the
  * last call.  Value {"environment": str|null, "packages": [[name, version]],
  * "counters": {"rescans", "checks_clean", "checks_listed", "changes_detected", "patches",
- * "heals": int}}. */
+ * "heals": int}, "index_counters": {"reused", "fresh", "dropped_after_failure", "expired": int}}. */
 char *uv_ffi_view_get(const char *request);
 
 /* Request {"python"?: str, "installed": [[name, version]], "removed": [[name, version]]}.
- * Removals are applied first.  Value {"patched": bool} (false: no live view, nothing done). */
+ * Removals are applied first.  The next check lists the folders to confirm the disk agrees,
+ * so a wrong patch costs a rescan, never a wrong view (except under check=false).
+ * Value {"patched": bool} (false: no live view, nothing done). */
 char *uv_ffi_view_patch(const char *request);
 
 /* Request {"python"?: str}.  The next use rescans.  Value {"invalidated": bool}. */

@@ -94,12 +94,27 @@ pub struct InstallArgs {
     pub break_system_packages: bool,
 }
 
-/// A parsed command.
+/// A parsed command. `pip uninstall` uses the same option struct; only the options listed in
+/// [`UNINSTALL_OPTIONS`] are accepted for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     PipInstall(InstallArgs),
+    PipUninstall(InstallArgs),
 }
+
+/// The options `pip uninstall` accepts (by their long name).
+const UNINSTALL_OPTIONS: [&str; 9] = [
+    "--python",
+    "--target",
+    "--requirement",
+    "--system",
+    "--break-system-packages",
+    "--dry-run",
+    "--quiet",
+    "--verbose",
+    "--",
+];
 
 const LINK_MODES: [&str; 5] = ["clone", "copy", "hardlink", "symlink", "reflink"];
 const PRERELEASE_MODES: [&str; 5] = [
@@ -119,18 +134,22 @@ pub fn parse(argv: &[String]) -> Result<Command> {
     match rest {
         [] => Err(invalid("The command is empty; expected `pip install <package>...`")),
         [pip, install, args @ ..] if pip == "pip" && install == "install" => {
-            parse_install(args).map(Command::PipInstall)
+            parse_options(args, None).map(Command::PipInstall)
+        }
+        [pip, uninstall, args @ ..] if pip == "pip" && uninstall == "uninstall" => {
+            parse_options(args, Some(&UNINSTALL_OPTIONS)).map(Command::PipUninstall)
         }
         [pip, other, ..] if pip == "pip" => Err(invalid(format!(
-            "The command `pip {other}` is not supported by the engine yet; only `pip install` is"
+            "The command `pip {other}` is not supported by the engine yet; only `pip install` and `pip uninstall` are"
         ))),
         [other, ..] => Err(invalid(format!(
-            "The command `{other}` is not supported by the engine yet; only `pip install` is"
+            "The command `{other}` is not supported by the engine yet; only `pip install` and `pip uninstall` are"
         ))),
     }
 }
 
-fn parse_install(args: &[String]) -> Result<InstallArgs> {
+/// Parse the options of `pip install` (all options) or of `pip uninstall` (`allowed`).
+fn parse_options(args: &[String], allowed: Option<&[&str]>) -> Result<InstallArgs> {
     let mut out = InstallArgs::default();
     let mut iter = args.iter();
     let mut only_positional = false;
@@ -145,6 +164,11 @@ fn parse_install(args: &[String]) -> Result<InstallArgs> {
         }
         // `--flag=value` and, for short flags, `-rvalue`.
         let (flag, inline) = split_flag(arg);
+        if let Some(allowed) = allowed {
+            if !allowed.contains(&long_name(flag, arg)) {
+                return Err(unknown_flag(flag, inline.is_some(), "pip uninstall"));
+            }
+        }
         let mut value = |name: &str| -> Result<String> {
             match &inline {
                 Some(v) => Ok(v.clone()),
@@ -182,7 +206,7 @@ fn parse_install(args: &[String]) -> Result<InstallArgs> {
                 out.prerelease = Some(mode);
             }
             _ if inline.is_some() && flag.starts_with("--") => {
-                return Err(unknown_flag(flag, true));
+                return Err(unknown_flag(flag, true, "pip install"));
             }
             "--pre" => out.prerelease = Some("allow".to_string()),
             "--no-index" => out.no_index = true,
@@ -196,15 +220,32 @@ fn parse_install(args: &[String]) -> Result<InstallArgs> {
             "-v" | "--verbose" => out.verbose += 1,
             _ if is_repeated_short(arg, 'q') => out.quiet += (arg.len() - 1) as u8,
             _ if is_repeated_short(arg, 'v') => out.verbose += (arg.len() - 1) as u8,
-            _ => return Err(unknown_flag(arg, false)),
+            _ => return Err(unknown_flag(arg, false, "pip install")),
         }
     }
     if out.packages.is_empty() && out.requirements.is_empty() {
-        return Err(invalid(
-            "`pip install` needs at least one package or `-r <file>`",
-        ));
+        let command = if allowed.is_some() { "pip uninstall" } else { "pip install" };
+        return Err(invalid(format!("`{command}` needs at least one package or `-r <file>`")));
     }
     Ok(out)
+}
+
+/// The long spelling of an option, to check it against a command's allowed options.
+fn long_name<'a>(flag: &'a str, arg: &'a str) -> &'a str {
+    match flag {
+        "-p" => "--python",
+        "-t" => "--target",
+        "-r" | "--requirements" => "--requirement",
+        "-c" | "--constraints" => "--constraint",
+        "-i" => "--index-url",
+        "-f" => "--find-links",
+        "-U" => "--upgrade",
+        "-q" => "--quiet",
+        "-v" => "--verbose",
+        _ if is_repeated_short(arg, 'q') => "--quiet",
+        _ if is_repeated_short(arg, 'v') => "--verbose",
+        other => other,
+    }
 }
 
 /// Split `--name=value` or `-Xvalue` (for short options that take a value).
@@ -230,17 +271,19 @@ fn is_repeated_short(arg: &str, letter: char) -> bool {
     arg.len() > 2 && arg[1..].chars().all(|c| c == letter)
 }
 
-fn unknown_flag(flag: &str, with_value: bool) -> FfiError {
+fn unknown_flag(flag: &str, with_value: bool, command: &str) -> FfiError {
     let mut err = invalid(format!(
-        "The option `{flag}` is not supported by the engine's `pip install`{}",
+        "The option `{flag}` is not supported by the engine's `{command}`{}",
         if with_value { " (or does not take a value)" } else { "" }
     ));
-    err.hints.push(
+    err.hints.push(if command == "pip uninstall" {
+        "supported: --python, --target, -r, --dry-run, -q, -v, --system, --break-system-packages".to_string()
+    } else {
         "supported: --python, --target, --link-mode, -i/--index-url, --extra-index-url, \
          -f/--find-links, --no-index, --reinstall, -U/--upgrade, --no-deps, -r, -c, \
          --prerelease, --dry-run, -q, -v, --system, --break-system-packages"
-            .to_string(),
-    );
+            .to_string()
+    });
     err
 }
 
@@ -274,7 +317,7 @@ mod tests {
     #[test]
     fn parses_install_options() {
         let argv = words("pip install -q --python=/p/bin/python -rreq.txt --no-deps a==1 -- -weird");
-        let Command::PipInstall(args) = parse(&argv).unwrap();
+        let Command::PipInstall(args) = parse(&argv).unwrap() else { panic!("not an install") };
         assert_eq!(args.python.as_deref(), Some("/p/bin/python"));
         assert_eq!(args.requirements, ["req.txt"]);
         assert_eq!(args.packages, ["a==1", "-weird"]);
@@ -287,6 +330,8 @@ mod tests {
         let err = parse(&words("pip install --frobnicate a")).unwrap_err();
         assert!(err.message.contains("--frobnicate"));
         assert!(parse(&words("pip freeze")).unwrap_err().message.contains("pip freeze"));
+        assert!(parse(&words("pip uninstall --no-deps a")).unwrap_err().message.contains("--no-deps"));
+        assert!(matches!(parse(&words("pip uninstall -q --python=/x a")), Ok(Command::PipUninstall(_))));
         assert!(parse(&words("")).is_err());
         assert!(parse(&words("pip install --python")).is_err());
         assert!(parse(&words("pip install --link-mode=fast a")).is_err());

@@ -7,13 +7,17 @@
 //!   match the disk exactly. uv offers no way to edit it, so it is dropped after every change and
 //!   rebuilt lazily, or by the engine thread while it is idle.
 //!
-//! Whether the disk changed behind the engine's back is decided by a fingerprint (one `stat` per
-//! site-packages folder) backed by the list of distribution folder names.
+//! Whether the disk changed behind the engine's back is decided by a fingerprint: one `stat` per
+//! site-packages folder, backed by the set of `.dist-info` folders the view implies. When a stamp
+//! moved (or a patch was applied, or the stamp is too recent to trust), the folders are listed and
+//! compared with that set; any disagreement drops the view. So a patch, even a wrong or late one,
+//! can never make a view that disagrees with the disk look clean.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -64,13 +68,30 @@ impl DirStamp {
     }
 }
 
-/// What the view was built from: one stamp per folder, when it was taken, and the names of the
-/// distribution entries found.
+/// What the view was built from: one stamp per folder and when it was taken, the `.dist-info`
+/// folders the view implies (name -> version), and the other metadata entries seen.
 #[derive(Debug, Clone)]
 struct Fingerprint {
     stamps: Vec<DirStamp>,
     taken_ns: i128,
-    entries: Vec<String>,
+    expected: BTreeMap<String, String>,
+    others: Vec<String>,
+    /// The view was changed without reading the disk: list the folders on the next check.
+    must_list: bool,
+}
+
+impl Fingerprint {
+    fn take(dirs: &[PathBuf]) -> Self {
+        let stamps = dirs.iter().map(|d| DirStamp::read(d)).collect();
+        let (expected, others) = list_entries(dirs);
+        Self {
+            stamps,
+            taken_ns: now_ns(),
+            expected,
+            others,
+            must_list: false,
+        }
+    }
 }
 
 /// Counters of what the engine did to keep this view true.
@@ -141,19 +162,14 @@ impl EnvState {
 
     /// Rebuild uv's snapshot and the view from the disk.
     pub fn rescan(&mut self) -> Result<()> {
-        let dirs = self.site_dirs();
-        let stamps: Vec<DirStamp> = dirs.iter().map(|d| DirStamp::read(d)).collect();
-        let entries = list_entries(&dirs);
+        // Stamp first: a change during the scan then shows up at the next check.
+        let fingerprint = Fingerprint::take(&self.site_dirs());
         let site = SitePackages::from_environment(&self.env)
             .map_err(|err| FfiError::from_anyhow(ErrorKind::Install, &err))?;
         self.view = view_of(site.iter());
         self.view_known = true;
         self.site = Some(site);
-        self.fingerprint = Some(Fingerprint {
-            stamps,
-            taken_ns: now_ns(),
-            entries,
-        });
+        self.fingerprint = Some(fingerprint);
         self.satisfied.clear();
         self.counters.rescans += 1;
         Ok(())
@@ -174,20 +190,23 @@ impl EnvState {
         let racy = stamps
             .iter()
             .any(|s| fingerprint.taken_ns - s.mtime_ns.max(s.ctime_ns) < RACY_WINDOW_NS);
-        if stamps == fingerprint.stamps && !racy {
+        if stamps == fingerprint.stamps && !racy && !fingerprint.must_list {
             self.counters.checks_clean += 1;
             return false;
         }
-        // The stamp moved (or cannot be trusted): compare the distribution entries themselves.
+        // The stamp moved, cannot be trusted yet, or the view was patched: compare the
+        // distribution folders on disk with what the view implies.
         self.counters.checks_listed += 1;
+        let taken_ns = now_ns();
         let dirs: Vec<PathBuf> = stamps.iter().map(|s| s.path.clone()).collect();
-        let entries = list_entries(&dirs);
-        if entries == fingerprint.entries {
-            let taken_ns = now_ns();
+        let (expected, others) = list_entries(&dirs);
+        if expected == fingerprint.expected && others == fingerprint.others {
             self.fingerprint = Some(Fingerprint {
                 stamps,
                 taken_ns,
-                entries,
+                expected,
+                others,
+                must_list: false,
             });
             return false;
         }
@@ -223,25 +242,26 @@ impl EnvState {
     }
 
     /// Apply a known change: removals first, then installs. uv's snapshot is marked stale since it
-    /// cannot be edited; the view itself is updated without scanning. The folders are stamped
-    /// again so that a later outside change is still noticed.
+    /// cannot be edited; the view is updated without reading the disk, and the next check lists
+    /// the folders to confirm the disk agrees.
     pub fn apply_delta(&mut self, installed: &[(String, String)], removed: &[(String, String)]) {
-        for (name, version) in removed {
-            if self.view.get(name).is_some_and(|v| v == version) {
-                self.view.remove(name);
+        fn apply(map: &mut BTreeMap<String, String>, installed: &[(String, String)], removed: &[(String, String)]) {
+            for (name, version) in removed {
+                if map.get(name).is_some_and(|v| v == version) {
+                    map.remove(name);
+                }
+            }
+            for (name, version) in installed {
+                map.insert(name.clone(), version.clone());
             }
         }
-        for (name, version) in installed {
-            self.view.insert(name.clone(), version.clone());
+        apply(&mut self.view, installed, removed);
+        if let Some(fingerprint) = self.fingerprint.as_mut() {
+            apply(&mut fingerprint.expected, installed, removed);
+            fingerprint.must_list = true;
         }
         self.site = None;
         self.satisfied.clear();
-        let dirs = self.site_dirs();
-        self.fingerprint = Some(Fingerprint {
-            stamps: dirs.iter().map(|d| DirStamp::read(d)).collect(),
-            taken_ns: now_ns(),
-            entries: list_entries(&dirs),
-        });
     }
 
     pub fn is_known_satisfied(&self, key: &str) -> bool {
@@ -259,20 +279,39 @@ fn view_of<'a>(dists: impl Iterator<Item = &'a InstalledDist>) -> BTreeMap<Strin
         .collect()
 }
 
-/// The sorted names of distribution metadata entries in the given folders.
-fn list_entries(dirs: &[PathBuf]) -> Vec<String> {
-    let mut names = Vec::new();
+/// The distribution metadata entries in the given folders: `.dist-info` folders as normalised
+/// name -> version, and every other metadata entry (egg-info, egg-link, unparseable or
+/// duplicated names) by its raw name, sorted.
+fn list_entries(dirs: &[PathBuf]) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut dist_infos = BTreeMap::new();
+    let mut others = Vec::new();
     for dir in dirs {
         let Ok(read) = fs::read_dir(dir) else { continue };
         for entry in read.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".dist-info") || name.ends_with(".egg-info") || name.ends_with(".egg-link") {
-                names.push(name);
+            let raw = entry.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = raw.strip_suffix(".dist-info") {
+                if let Some((name, version)) = parse_dist_info(stem) {
+                    if !dist_infos.contains_key(&name) {
+                        dist_infos.insert(name, version);
+                        continue;
+                    }
+                }
+                others.push(raw);
+            } else if raw.ends_with(".egg-info") || raw.ends_with(".egg-link") {
+                others.push(raw);
             }
         }
     }
-    names.sort_unstable();
-    names
+    others.sort_unstable();
+    (dist_infos, others)
+}
+
+/// `{name}-{version}` as normalised strings, the way the view spells them.
+fn parse_dist_info(stem: &str) -> Option<(String, String)> {
+    let (name, version) = stem.split_once('-')?;
+    let name = uv_normalize::PackageName::from_str(name).ok()?;
+    let version = uv_pep440::Version::from_str(version).ok()?;
+    Some((name.to_string(), version.to_string()))
 }
 
 fn now_ns() -> i128 {

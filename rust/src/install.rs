@@ -225,18 +225,7 @@ async fn install(
 
     let interpreter = state.env.interpreter().clone();
     if !args.break_system_packages {
-        if let Some(managed) = interpreter.is_externally_managed() {
-            let detail = managed.into_error().unwrap_or_default();
-            return Err(FfiError::new(
-                ErrorKind::ExternallyManaged,
-                format!(
-                    "The interpreter at {} is externally managed and cannot be modified{}{}",
-                    state.env.root().display(),
-                    if detail.is_empty() { "" } else { ":\n\n" },
-                    detail
-                ),
-            ));
-        }
+        check_externally_managed(&state.env)?;
     }
 
     let reinstall = if args.reinstall { Reinstall::All } else { Reinstall::None };
@@ -601,7 +590,26 @@ fn cached_pair(dist: &CachedDist) -> (String, String) {
     (dist.name().to_string(), dist.filename().version.to_string())
 }
 
-fn installed_pair(dist: &InstalledDist) -> (String, String) {
+/// Refuse to change an environment that is externally managed (PEP 668).
+pub fn check_externally_managed(env: &uv_python::PythonEnvironment) -> Result<()> {
+    let Some(managed) = env.interpreter().is_externally_managed() else {
+        return Ok(());
+    };
+    let detail = managed.into_error().unwrap_or_default();
+    let mut err = FfiError::new(
+        ErrorKind::ExternallyManaged,
+        format!(
+            "The interpreter at {} is externally managed and cannot be modified{}{}",
+            env.root().display(),
+            if detail.is_empty() { "" } else { ":\n\n" },
+            detail
+        ),
+    );
+    err.hints.push("pass `--break-system-packages` to change it anyway, or use a virtual environment".to_string());
+    Err(err)
+}
+
+pub fn installed_pair(dist: &InstalledDist) -> (String, String) {
     (dist.name().to_string(), dist.version().to_string())
 }
 

@@ -12,3 +12,4 @@ mod install;
 mod logging;
 mod ops;
 mod profile;
+mod uninstall;

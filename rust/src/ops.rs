@@ -86,7 +86,11 @@ pub fn default_index_ttl_ms() -> u64 {
 
 pub fn run(request: RunRequest) -> Result<InstallReply> {
     let mut profile = Profile::start();
-    let (_, Command::PipInstall(args)) = command::parse_line(&request.command)?;
+    let (_, command) = command::parse_line(&request.command)?;
+    let (args, uninstall) = match command {
+        Command::PipInstall(args) => (args, false),
+        Command::PipUninstall(args) => (args, true),
+    };
     let cwd = install::request_cwd(request.cwd.as_deref())?;
     let mut policy = CallPolicy {
         check: request.check,
@@ -105,7 +109,11 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
         }
         policy.refresh_index = std::mem::take(&mut engine.refresh_index);
         let (shared, indexes, state) = engine.parts(&key);
-        let reply = install::run(shared, indexes, state, &key, runtime, &args, &cwd, policy, profile);
+        let reply = if uninstall {
+            crate::uninstall::run(shared, state, &key, runtime, &args, &cwd, policy, profile)
+        } else {
+            install::run(shared, indexes, state, &key, runtime, &args, &cwd, policy, profile)
+        };
         if key.target.is_some() {
             // A `--target` folder is usually a one-off; do not keep its state around.
             engine.envs.remove(&key);

@@ -1,0 +1,125 @@
+//! `pip uninstall` on the warm engine: remove the named distributions and update the view from
+//! what was removed. Names that are not installed are skipped, as uv and pip do.
+
+use std::path::Path;
+
+use tokio::runtime::Runtime;
+use uv_distribution_types::{InstalledDist, UnresolvedRequirement};
+use uv_normalize::PackageName;
+use uv_requirements::{RequirementsSource, RequirementsSpecification};
+use uv_requirements_txt::RequirementsTxtRequirement;
+
+use crate::command::InstallArgs;
+use crate::engine::{EnvKey, Shared};
+use crate::environment::EnvState;
+use crate::error::{ErrorKind, FfiError, Result};
+use crate::install::{CallPolicy, InstallReply, check_externally_managed, installed_pair};
+use crate::profile::Profile;
+
+pub fn run(
+    shared: &Shared,
+    state: &mut EnvState,
+    key: &EnvKey,
+    runtime: &Runtime,
+    args: &InstallArgs,
+    cwd: &Path,
+    policy: CallPolicy,
+    mut profile: Profile,
+) -> Result<InstallReply> {
+    if policy.check {
+        state.check();
+        profile.mark("check");
+    }
+    let names = runtime.block_on(read_names(shared, args, cwd))?;
+    profile.mark("requirements");
+    if !args.break_system_packages {
+        check_externally_managed(&state.env)?;
+    }
+    let site = state.site_packages()?;
+    let mut targets: Vec<InstalledDist> = Vec::new();
+    for name in &names {
+        targets.extend(site.get_packages(name).into_iter().cloned());
+    }
+    profile.mark("site-packages");
+    let mut removed: Vec<(String, String)> = Vec::new();
+    if !args.dry_run && !targets.is_empty() {
+        let layout = state.env.interpreter().layout();
+        let env = state.env.clone();
+        let outcome: Result<()> = runtime.block_on(async {
+            let _lock = env.lock().await.ok();
+            for dist in &targets {
+                match uv_installer::uninstall(dist, &layout).await {
+                    Ok(_)
+                    | Err(uv_installer::UninstallError::Uninstall(
+                        uv_install_wheel::Error::MissingRecord(_) | uv_install_wheel::Error::MissingTopLevel(_),
+                    )) => removed.push(installed_pair(dist)),
+                    Err(err) => return Err(FfiError::from_uv(ErrorKind::Install, &err)),
+                }
+            }
+            Ok(())
+        });
+        // Whatever was removed is gone from disk, even if a later removal failed.
+        removed.sort();
+        state.apply_delta(&[], &removed);
+        outcome?;
+    } else {
+        removed = targets.iter().map(installed_pair).collect();
+        removed.sort();
+    }
+    profile.mark("uninstall");
+    Ok(InstallReply {
+        exit_code: 0,
+        installed: Vec::new(),
+        removed,
+        error: String::new(),
+        environment: key.root.clone(),
+        target: key.target.clone(),
+        satisfied: false,
+        dry_run: args.dry_run,
+        timings_us: profile.finish(),
+    })
+}
+
+/// The package names to remove, from the arguments and any `-r` files.
+async fn read_names(shared: &Shared, args: &InstallArgs, cwd: &Path) -> Result<Vec<PackageName>> {
+    let mut names = Vec::new();
+    for package in &args.packages {
+        let requirement = RequirementsTxtRequirement::parse(package, cwd, false).map_err(|err| {
+            FfiError::new(ErrorKind::InvalidRequirement, format!("Failed to parse: `{package}`\n  Caused by: {err}"))
+        })?;
+        match requirement {
+            RequirementsTxtRequirement::Named(requirement) => names.push(requirement.name),
+            RequirementsTxtRequirement::Unnamed(_) => {
+                return Err(FfiError::new(
+                    ErrorKind::InvalidRequirement,
+                    format!("`pip uninstall` takes package names, not paths or URLs: `{package}`"),
+                ));
+            }
+        }
+    }
+    if !args.requirements.is_empty() {
+        let sources = args
+            .requirements
+            .iter()
+            .map(|file| RequirementsSource::from_requirements_file(cwd.join(file)))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?;
+        let spec = RequirementsSpecification::from_sources(&sources, &[], &[], &[], None, &shared.client_builder)
+            .await
+            .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?;
+        for entry in spec.requirements {
+            match entry.requirement {
+                UnresolvedRequirement::Named(requirement) => names.push(requirement.name),
+                UnresolvedRequirement::Unnamed(requirement) => {
+                    return Err(FfiError::new(
+                        ErrorKind::InvalidRequirement,
+                        format!("`pip uninstall` takes package names, not paths or URLs: `{requirement}`"),
+                    ));
+                }
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}

@@ -1,0 +1,223 @@
+"""The engine's view stays true while other tools change the environment behind its back."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+import uv_ffi
+from uv_ffi import policy, sample_index
+
+from conftest import Venv
+
+UV = shutil.which("uv")
+VERSIONS = {"alpha": ["1.0", "1.1", "2.0"], "delta": ["1.0"], "beta": ["1.0"]}
+PAIRS = [(name, version) for name, versions in VERSIONS.items() for version in versions]
+
+
+def disk_view(venv: Venv):
+    """The truth: ``.dist-info`` folders in site-packages as sorted normalised pairs."""
+    pairs = []
+    for entry in venv.dist_infos():
+        name, version = entry[: -len(".dist-info")].split("-", 1)
+        pairs.append((re.sub(r"[-_.]+", "-", name).lower(), version))
+    return sorted(pairs)
+
+
+def external_uv(*args: str) -> None:
+    subprocess.run([UV, "pip", *args], check=True, capture_output=True)
+
+
+def external_pip(venv: Venv, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", venv.python, "--disable-pip-version-check", *args],
+        check=True, capture_output=True,
+    )
+
+
+class EnvironmentMachine(RuleBasedStateMachine):
+    """Engine calls mixed with outside changes; after every step the view equals the disk."""
+
+    mode = policy.VALIDATE
+    wheelhouse = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = tempfile.mkdtemp(prefix="uv-ffi-machine-")
+        self.venv = Venv(os.path.join(self.tmp, "venv"))
+        self.previous_mode = policy.get_policy()
+        policy.set_policy(self.mode)
+        self.base = "--python %s --no-index -f %s" % (self.venv.python, self.wheelhouse)
+
+    def teardown(self) -> None:
+        policy.set_policy(self.previous_mode)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def engine(self, words: str) -> uv_ffi.RunResult:
+        return uv_ffi.install(words, mode=self.mode)
+
+    @rule(pair=st.sampled_from(PAIRS))
+    def engine_install(self, pair):
+        name, version = pair
+        before = dict(disk_view(self.venv))
+        result = self.engine("pip install %s %s==%s" % (self.base, name, version))
+        after = dict(disk_view(self.venv))
+        # Exactly what was asked is on disk, and the changelog says what changed.
+        assert after[name] == version
+        if before.get(name) != version:
+            assert (name, version) in result.installed
+        for removed_name, removed_version in result.removed:
+            assert after.get(removed_name) != removed_version or (removed_name, removed_version) in result.installed
+
+    @rule(name=st.sampled_from(sorted(VERSIONS)))
+    def engine_uninstall(self, name):
+        before = dict(disk_view(self.venv))
+        result = self.engine("pip uninstall %s %s" % ("--python " + self.venv.python, name))
+        assert name not in dict(disk_view(self.venv))
+        assert result.removed == (((name, before[name]),) if name in before else ())
+
+    @rule(pair=st.sampled_from(PAIRS))
+    def uv_installs(self, pair):
+        external_uv("install", "--python", self.venv.python, "--no-index", "-f", self.wheelhouse, "%s==%s" % pair)
+
+    @rule(name=st.sampled_from(sorted(VERSIONS)))
+    def uv_uninstalls(self, name):
+        external_uv("uninstall", "--python", self.venv.python, name)
+
+    @rule(pair=st.sampled_from(PAIRS))
+    def pip_installs(self, pair):
+        external_pip(self.venv, "install", "--no-index", "-f", self.wheelhouse, "--no-deps", "%s==%s" % pair)
+
+    @rule(name=st.sampled_from(sorted(VERSIONS)))
+    def dist_info_deleted_by_hand(self, name):
+        for entry in self.venv.dist_infos():
+            if entry.split("-", 1)[0].lower() == name:
+                shutil.rmtree(os.path.join(self.venv.site_packages, entry))
+
+    @rule(pair=st.sampled_from(PAIRS))
+    def outside_install_then_patch(self, pair):
+        before = dict(disk_view(self.venv))
+        external_uv("install", "--python", self.venv.python, "--no-index", "-f", self.wheelhouse, "--no-deps", "%s==%s" % pair)
+        after = dict(disk_view(self.venv))
+        installed = [(n, v) for n, v in after.items() if before.get(n) != v]
+        removed = [(n, v) for n, v in before.items() if after.get(n) != v]
+        uv_ffi.patch_site_packages_cache(installed, removed, python=self.venv.python)
+
+    @rule(pair=st.sampled_from(PAIRS))
+    def wrong_patch(self, pair):
+        # A patch that does not match the disk must never make the view lie.
+        uv_ffi.patch_site_packages_cache([pair], [], python=self.venv.python)
+
+    @rule()
+    def invalidate(self):
+        uv_ffi.invalidate_site_packages_cache(python=self.venv.python)
+
+    @invariant()
+    def view_equals_disk(self):
+        assert uv_ffi.get_site_packages_cache(python=self.venv.python) == disk_view(self.venv)
+
+
+MACHINE_SETTINGS = settings(
+    max_examples=int(os.environ.get("UV_FFI_MACHINE_EXAMPLES", "6")),
+    stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@pytest.fixture
+def machine_wheelhouse(wheelhouse):
+    EnvironmentMachine.wheelhouse = wheelhouse
+    return wheelhouse
+
+
+@pytest.mark.skipif(UV is None, reason="the uv command is needed as the outside tool")
+@pytest.mark.parametrize("mode", [policy.VALIDATE, policy.WATCH])
+def test_view_stays_true_under_outside_changes(mode, machine_wheelhouse):
+    machine = type("Machine_" + mode, (EnvironmentMachine,), {"mode": mode})
+    machine.TestCase.settings = MACHINE_SETTINGS
+    try:
+        from hypothesis.stateful import run_state_machine_as_test
+
+        run_state_machine_as_test(machine, settings=MACHINE_SETTINGS)
+    finally:
+        policy.set_policy(policy.VALIDATE)
+
+
+@pytest.mark.skipif(UV is None, reason="the uv command is needed as the outside tool")
+@pytest.mark.parametrize("mode", [policy.VALIDATE, policy.WATCH])
+def test_upstream_scenario_outside_swap_then_engine_asks_again(mode, venv, index):
+    base = "pip install --python %s -i %s " % (venv.python, index.url)
+    uv_ffi.install(base + "alpha==1.0", mode=mode)
+    assert uv_ffi.install(base + "alpha==1.0", mode=mode).satisfied
+    external_uv("install", "--python", venv.python, "-i", index.url, "alpha==2.0")
+    assert venv.metadata_version("alpha") == "2.0"
+    result = uv_ffi.install(base + "alpha==1.0", mode=mode)
+    assert result.installed == (("alpha", "1.0"),) and result.removed == (("alpha", "2.0"),)
+    assert venv.metadata_version("alpha") == "1.0"
+    counters = uv_ffi.get_counters(python=venv.python)
+    # validate noticed the change by itself; watch may have been told by the watcher first.
+    assert counters["changes_detected"] >= 1 or (mode == policy.WATCH and counters["patches"] >= 1)
+
+
+@pytest.mark.skipif(UV is None, reason="the uv command is needed as the outside tool")
+def test_listing_sees_outside_install_on_first_try(venv, index):
+    uv_ffi.install("pip install --python %s -i %s alpha==1.0" % (venv.python, index.url))
+    assert uv_ffi.get_site_packages_cache() == [("alpha", "1.0")]
+    external_uv("install", "--python", venv.python, "-i", index.url, "delta==1.0")
+    assert uv_ffi.get_site_packages_cache() == [("alpha", "1.0"), ("delta", "1.0")]
+    external_uv("uninstall", "--python", venv.python, "alpha")
+    assert uv_ffi.get_site_packages_cache() == [("delta", "1.0")]
+
+
+@pytest.mark.skipif(UV is None, reason="the uv command is needed as the outside tool")
+def test_trust_mode_does_no_checks(venv, index):
+    base = "pip install --python %s -i %s " % (venv.python, index.url)
+    uv_ffi.install(base + "alpha==1.0", mode=policy.TRUST)
+    uv_ffi.get_site_packages_cache(python=venv.python)
+    checks = uv_ffi.get_counters(python=venv.python)
+    uv_ffi.install(base + "alpha==1.0", mode=policy.TRUST)
+    after = uv_ffi.get_counters(python=venv.python)
+    assert after["checks_clean"] == checks["checks_clean"]
+    assert after["checks_listed"] == checks["checks_listed"]
+
+
+def test_version_published_while_running_is_installable(venv, index, session_dir):
+    base = "pip install --python %s -i %s " % (venv.python, index.url)
+    assert uv_ffi.install(base + "zeta==1.0").installed == (("zeta", "1.0"),)
+    # The pages for zeta are now kept in memory; publish a release the pages do not know.
+    wheel = sample_index.build_wheel(os.path.join(session_dir, "published"), "zeta", "2.0")
+    index.publish(wheel)
+    retries = policy.counters["index_retries"]
+    result = uv_ffi.install(base + "zeta==2.0")
+    assert result.installed == (("zeta", "2.0"),) and result.removed == (("zeta", "1.0"),)
+    assert venv.metadata_version("zeta") == "2.0"
+    assert policy.counters["index_retries"] == retries + 1
+
+
+def test_kept_index_pages_serve_warm_calls_without_refetching(venv, index):
+    base = "pip install --python %s -i %s " % (venv.python, index.url)
+    uv_ffi.install(base + "alpha==1.0")
+    before = uv_ffi.get_counters(python=venv.python)
+    uv_ffi.install(base + "alpha==1.1")
+    uv_ffi.install(base + "alpha==1.0")
+    after = uv_ffi.get_counters(python=venv.python)
+    assert after["index_reused"] >= before["index_reused"] + 2
+    assert venv.metadata_version("alpha") == "1.0"
+    # A zero time-to-live reads fresh pages every time.
+    policy.set_index_ttl(0)
+    try:
+        uv_ffi.install(base + "alpha==1.1")
+        assert uv_ffi.get_counters(python=venv.python)["index_expired"] >= after["index_expired"] + 1
+    finally:
+        policy.set_index_ttl(600)
+    assert venv.metadata_version("alpha") == "1.1"
