@@ -117,3 +117,19 @@ def test_verbose_flag_prints_only_when_asked(venv, index, capfd):
     err = capfd.readouterr().err
     assert " - alpha==1.0" in err and " + alpha==1.1" in err
     assert os.path.isdir(os.path.join(venv.site_packages, "alpha-1.1.dist-info"))
+
+
+def test_a_forked_child_gets_an_error_not_a_hang(venv, index):
+    base = "pip install --python %s -i %s " % (venv.python, index.url)
+    uv_ffi.run(base + "alpha==1.0")  # the engine is running in this process
+    pid = os.fork()
+    if pid == 0:  # the child: the engine thread does not exist here
+        code = 3
+        try:
+            uv_ffi.install(base + "alpha==1.1")
+        except errors.UvFfiError as exc:
+            code = 0 if "forked child" in exc.message else 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert venv.metadata_version("alpha") == "1.0"

@@ -169,3 +169,21 @@ def test_command_line_entry_point(venv, index):
     assert bad.returncode == 1
     assert "No solution found" in bad.stderr
     assert venv.metadata_version("alpha") == "1.0"
+
+
+def test_uninstall_through_the_engine(venv, index, tmp_path):
+    uv_ffi.run(cmd(venv, index, "beta==1.0", "delta==1.0"))
+    code, installed, removed, error = uv_ffi.run("pip uninstall --python %s beta" % venv.python)
+    assert (code, installed, removed, error) == (0, [], [("beta", "1.0")], "")
+    assert venv.installed() == {"alpha": "2.0", "delta": "1.0"}
+    assert not os.path.isdir(os.path.join(venv.site_packages, "beta"))
+    # Names that are not installed are skipped, as pip and uv do.
+    assert uv_ffi.run("pip uninstall --python %s beta" % venv.python)[:3] == (0, [], [])
+    names = tmp_path / "remove.txt"
+    names.write_text("alpha\ndelta\n")
+    code, _, removed, _ = uv_ffi.run("pip uninstall --python %s -r %s" % (venv.python, names))
+    assert (code, removed) == (0, [("alpha", "2.0"), ("delta", "1.0")])
+    assert venv.installed() == {}
+    assert uv_ffi.get_site_packages_cache(python=venv.python) == []
+    code, _, _, error = uv_ffi.run("pip uninstall --python %s --no-deps alpha" % venv.python)
+    assert code == 2 and "--no-deps" in error

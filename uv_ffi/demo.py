@@ -93,16 +93,8 @@ def main(rounds: int = 20) -> int:
     return 0
 
 
-def _engine_rows(python: str, url: str, rounds: int) -> dict:
-    import uv_ffi
-
-    base = "pip install --python %s -i %s " % (python, url)
-
-    def install(version: str) -> None:
-        uv_ffi.install(base + "demo-app==" + version)
-        if not dist_info_present(python, "demo-app", version):
-            raise AssertionError("demo-app %s is not on disk after the engine's install" % version)
-
+def _rows(install: Callable[[str], None], rounds: int) -> dict:
+    """Time one tool: its first install, then warm swaps, then warm no-ops."""
     cold = timed(lambda: install("1.0.0"))
     swaps = [timed(lambda v=v: install(v)) for v in _alternate(rounds)]
     noops = [timed(lambda: install("1.0.0")) for _ in range(rounds)]
@@ -113,7 +105,21 @@ def _engine_rows(python: str, url: str, rounds: int) -> dict:
     }
 
 
+def _engine_rows(python: str, url: str, rounds: int) -> dict:
+    import uv_ffi
+
+    base = "pip install --python %s -i %s " % (python, url)
+
+    def install(version: str) -> None:
+        uv_ffi.install(base + "demo-app==" + version)
+        if not dist_info_present(python, "demo-app", version):
+            raise AssertionError("demo-app %s is not on disk after the engine's install" % version)
+
+    return _rows(install, rounds)
+
+
 def _uv_rows(uv_bin: str, python: str, url: str, rounds: int, cache: str) -> dict:
+    # uv has its own cache, cold for its first install like the engine's was.
     env = dict(os.environ, UV_CACHE_DIR=cache)
 
     def install(version: str) -> None:
@@ -125,15 +131,7 @@ def _uv_rows(uv_bin: str, python: str, url: str, rounds: int, cache: str) -> dic
         if not dist_info_present(python, "demo-app", version):
             raise AssertionError("demo-app %s is not on disk after uv's install" % version)
 
-    # uv has its own cache, cold for this first install like the engine's was.
-    cold = timed(lambda: install("1.0.0"))
-    swaps = [timed(lambda v=v: install(v)) for v in _alternate(rounds)]
-    noops = [timed(lambda: install("1.0.0")) for _ in range(rounds)]
-    return {
-        "cold install (first call)": cold,
-        "warm swap": statistics.median(swaps),
-        "warm no-op": statistics.median(noops),
-    }
+    return _rows(install, rounds)
 
 
 def _alternate(rounds: int) -> List[str]:

@@ -129,21 +129,27 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
+    cache_control = "max-age=600"
+
     def log_message(self, format, *args):  # noqa: A002 - signature from the base class
         pass
 
     def end_headers(self):
-        # Index pages may change while the server runs (new releases): ask clients to revalidate.
-        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Cache-Control", self.cache_control)
         super().end_headers()
 
 
 class StaticIndex:
-    """Serve a folder over HTTP on 127.0.0.1 (a free port) from a background thread."""
+    """Serve a folder over HTTP on 127.0.0.1 (a free port) from a background thread.
 
-    def __init__(self, root: str) -> None:
+    Pages carry ``Cache-Control: max-age=600`` by default, as PyPI's simple pages do, so HTTP
+    caches (uv's included) may reuse them for ten minutes.
+    """
+
+    def __init__(self, root: str, cache_control: str = "max-age=600") -> None:
         self.root = root
-        handler = partial(_QuietHandler, directory=root)
+        handler_class = type("Handler", (_QuietHandler,), {"cache_control": cache_control})
+        handler = partial(handler_class, directory=root)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]

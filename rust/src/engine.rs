@@ -178,16 +178,32 @@ impl Engine {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Result<Engine>, &Runtime) + Send>;
+/// Work for the engine thread: it gets the runtime, or the reason there is none.
+type Job = Box<dyn FnOnce(std::result::Result<&Runtime, &str>) + Send>;
 
 struct Handle {
     jobs: Mutex<Sender<Job>>,
+    /// The process that started the engine thread: a forked child has no such thread.
+    pid: u32,
 }
 
 static HANDLE: OnceLock<std::result::Result<Handle, String>> = OnceLock::new();
 
+/// The engine's state. The engine thread holds the lock while it runs an install; callers hold
+/// it briefly for synchronous work (an already-satisfied check, reading or patching a view), so
+/// that work never waits for the engine thread to wake up.
+static ENGINE: Mutex<Option<Engine>> = Mutex::new(None);
+
+fn lock_engine() -> std::sync::MutexGuard<'static, Option<Engine>> {
+    ENGINE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Process-wide settings uv's crates expect to be made once, before any work.
 fn init_globals() {
+    // The first concurrent map uv creates registers a process-wide memory barrier, which costs a
+    // scheduler grace period (about 15 ms here) once several threads exist. Pay it now, before
+    // the rayon pool and the engine thread start, as uv's own CLI does.
+    drop(uv_dispatch::SharedState::default());
     // Preview features are read while unpacking archives and creating build environments; the
     // setting must exist and be final before any of that.
     let _ = uv_preview::set(uv_preview::Preview::default());
@@ -207,6 +223,7 @@ fn spawn_engine() -> std::result::Result<Handle, String> {
         .map_err(|err| format!("Failed to start the engine thread: {err}"))?;
     Ok(Handle {
         jobs: Mutex::new(sender),
+        pid: std::process::id(),
     })
 }
 
@@ -214,29 +231,21 @@ fn engine_loop(receiver: Receiver<Job>) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
-            let error = FfiError::new(ErrorKind::Internal, format!("Failed to start the runtime: {err}"));
-            // Answer every job with the error; there is no runtime to run them on.
+            let error = format!("Failed to start the runtime: {err}");
+            // Without a runtime nothing can run: every caller gets this error.
             while let Ok(job) = receiver.recv() {
-                let mut failed: Result<Engine> = Err(error.clone());
-                let fallback = tokio::runtime::Builder::new_current_thread().build();
-                if let Ok(fallback) = fallback {
-                    job(&mut failed, &fallback);
-                }
+                job(Err(&error));
             }
             return;
         }
     };
-    let mut engine: Result<Engine> = Err(FfiError::new(ErrorKind::Internal, "The engine has not started"));
     let mut job = receiver.recv().ok();
     while let Some(next) = job {
-        if engine.is_err() {
-            engine = runtime.block_on(Engine::start());
-        }
-        next(&mut engine, &runtime);
+        next(Ok(&runtime));
         job = match receiver.try_recv() {
             Ok(job) => Some(job),
             Err(TryRecvError::Empty) => {
-                if let Ok(engine) = engine.as_mut() {
+                if let Some(engine) = lock_engine().as_mut() {
                     let _ = catch_unwind(AssertUnwindSafe(|| engine.idle()));
                 }
                 receiver.recv().ok()
@@ -246,9 +255,16 @@ fn engine_loop(receiver: Receiver<Job>) {
     }
 }
 
-/// Run `work` on the engine thread and wait for its answer. A panic inside `work` is caught
-/// there and comes back as an error; the engine then forgets its environment views, since a
-/// half-finished change may have left them wrong.
+/// After a panic, forget everything that a half-finished change may have left wrong.
+fn recover_from_panic(engine: &mut Engine, payload: &(dyn std::any::Any + Send)) -> FfiError {
+    engine.envs.clear();
+    engine.last_env = None;
+    engine.indexes.clear();
+    panic_error(payload)
+}
+
+/// Run `work` on the engine thread (with the runtime) and wait for its answer. A panic inside
+/// `work` is caught there and comes back as an error.
 pub fn with_engine<T, F>(work: F) -> Result<T>
 where
     T: Send + 'static,
@@ -258,17 +274,36 @@ where
         .get_or_init(spawn_engine)
         .as_ref()
         .map_err(|msg| FfiError::new(ErrorKind::Internal, msg.clone()))?;
+    if handle.pid != std::process::id() {
+        return Err(FfiError::new(
+            ErrorKind::Internal,
+            "The engine was started in a parent process and cannot run in a forked child; \
+             use uv_ffi from the parent, or start children with the `spawn` method",
+        ));
+    }
     let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
-    let job: Job = Box::new(move |engine, runtime| {
-        let outcome = match engine {
-            Ok(engine) => catch_unwind(AssertUnwindSafe(|| work(engine, runtime))).unwrap_or_else(|payload| {
-                engine.envs.clear();
-                engine.last_env = None;
-                engine.indexes.clear();
-                Err(panic_error(payload.as_ref()))
-            }),
-            Err(err) => Err(err.clone()),
+    let job: Job = Box::new(move |runtime| {
+        let runtime = match runtime {
+            Ok(runtime) => runtime,
+            Err(message) => {
+                let _ = reply.send(Err(FfiError::new(ErrorKind::Internal, message)));
+                return;
+            }
         };
+        let mut guard = lock_engine();
+        if guard.is_none() {
+            match runtime.block_on(Engine::start()) {
+                Ok(engine) => *guard = Some(engine),
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                    return;
+                }
+            }
+        }
+        let engine = guard.as_mut().expect("started above");
+        let outcome = catch_unwind(AssertUnwindSafe(|| work(engine, runtime)))
+            .unwrap_or_else(|payload| Err(recover_from_panic(engine, payload.as_ref())));
+        drop(guard);
         let _ = reply.send(outcome);
     });
     handle
@@ -280,6 +315,25 @@ where
     answer
         .recv()
         .map_err(|_| FfiError::new(ErrorKind::Internal, "The engine thread stopped before answering"))?
+}
+
+/// Run synchronous `work` on the caller's thread, starting the engine first if needed.
+pub fn with_engine_here<T>(work: impl FnOnce(&mut Engine) -> Result<T>) -> Result<T> {
+    {
+        let mut guard = lock_engine();
+        if let Some(engine) = guard.as_mut() {
+            return catch_unwind(AssertUnwindSafe(|| work(engine)))
+                .unwrap_or_else(|payload| Err(recover_from_panic(engine, payload.as_ref())));
+        }
+    }
+    // The engine is started on its own thread, where the runtime lives.
+    with_engine(|_, _| Ok(()))?;
+    let mut guard = lock_engine();
+    let engine = guard
+        .as_mut()
+        .ok_or_else(|| FfiError::new(ErrorKind::Internal, "The engine did not start"))?;
+    catch_unwind(AssertUnwindSafe(|| work(engine)))
+        .unwrap_or_else(|payload| Err(recover_from_panic(engine, payload.as_ref())))
 }
 
 /// The same cache folder uv's CLI uses (`UV_CACHE_DIR`, else the user cache folder), so the

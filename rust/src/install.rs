@@ -88,17 +88,10 @@ pub fn run(
     policy: CallPolicy,
     mut profile: Profile,
 ) -> Result<InstallReply> {
-    if policy.check {
-        state.check();
-        profile.mark("check");
+    if let Some(reply) = already_satisfied(state, key, args, cwd, policy, &mut profile) {
+        return Ok(reply);
     }
     let memo = memo_key(args, cwd);
-    if let Some(memo) = &memo {
-        if state.is_known_satisfied(memo) {
-            profile.mark("satisfied");
-            return Ok(reply(key, args, Vec::new(), Vec::new(), true, profile));
-        }
-    }
     let outcome = runtime.block_on(install(shared, indexes, state, args, cwd, memo.clone(), policy, &mut profile));
     let outcome = match outcome {
         Err(err) if policy.heal && err.kind == ErrorKind::Install && state.check() => {
@@ -114,6 +107,28 @@ pub fn run(
         satisfied,
     } = outcome?;
     Ok(reply(key, args, installed, removed, satisfied, profile))
+}
+
+/// The fast answer, on the caller's thread: the same request was already found satisfied and
+/// the environment has not changed since (checked first, unless the policy trusts the view).
+pub fn already_satisfied(
+    state: &mut EnvState,
+    key: &EnvKey,
+    args: &InstallArgs,
+    cwd: &Path,
+    policy: CallPolicy,
+    profile: &mut Profile,
+) -> Option<InstallReply> {
+    if policy.check {
+        state.check();
+        profile.mark("check");
+    }
+    let memo = memo_key(args, cwd)?;
+    if !state.is_known_satisfied(&memo) {
+        return None;
+    }
+    profile.mark("satisfied");
+    Some(reply(key, args, Vec::new(), Vec::new(), true, profile.clone()))
 }
 
 fn reply(

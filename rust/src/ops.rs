@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{self, Command};
-use crate::engine::with_engine;
+use crate::engine::{with_engine, with_engine_here};
 use crate::environment::{DirStamp, ViewCounters};
 use crate::index::IndexCounters;
 use crate::error::{ErrorKind, FfiError, Result};
@@ -101,6 +101,23 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
     };
     profile.mark("parse");
     let verbose = args.verbose > 0 || crate::logging::enabled();
+    if !uninstall && !args.reinstall && !args.upgrade {
+        // An install that is already satisfied is answered here, without waking the engine thread.
+        let fast = with_engine_here(|engine| {
+            let key = engine.environment(args.python.as_deref(), args.system, args.target.as_deref(), &cwd)?;
+            if key.target.is_some() {
+                return Ok(None);
+            }
+            engine.last_env = Some(key.clone());
+            let (_, _, state) = engine.parts(&key);
+            let mut attempt = profile.clone();
+            attempt.mark("environment");
+            Ok(install::already_satisfied(state, &key, &args, &cwd, policy, &mut attempt))
+        })?;
+        if let Some(reply) = fast {
+            return Ok(reply);
+        }
+    }
     let reply = with_engine(move |engine, runtime| {
         let key = engine.environment(args.python.as_deref(), args.system, args.target.as_deref(), &cwd)?;
         profile.mark("environment");
@@ -147,7 +164,7 @@ pub struct ViewReply {
 }
 
 pub fn view_get(request: EnvRequest) -> Result<ViewReply> {
-    with_engine(move |engine, _| {
+    with_engine_here(move |engine| {
         let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
             return Ok(ViewReply {
                 environment: None,
@@ -190,7 +207,7 @@ pub struct PatchReply {
 pub fn view_patch(request: PatchRequest) -> Result<PatchReply> {
     let installed = normalise_pairs(&request.installed)?;
     let removed = normalise_pairs(&request.removed)?;
-    with_engine(move |engine, _| {
+    with_engine_here(move |engine| {
         let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
             return Ok(PatchReply { patched: false });
         };
@@ -226,7 +243,7 @@ pub struct InvalidateReply {
 }
 
 pub fn view_invalidate(request: EnvRequest) -> Result<InvalidateReply> {
-    with_engine(move |engine, _| {
+    with_engine_here(move |engine| {
         let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
             return Ok(InvalidateReply { invalidated: false });
         };
@@ -242,7 +259,7 @@ pub struct FingerprintReply {
 }
 
 pub fn view_fingerprint(request: EnvRequest) -> Result<FingerprintReply> {
-    with_engine(move |engine, _| {
+    with_engine_here(move |engine| {
         let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
             return Ok(FingerprintReply {
                 environment: None,
@@ -264,7 +281,7 @@ pub struct IndexClearReply {
 
 /// Make the next resolution revalidate every index page instead of trusting kept copies.
 pub fn index_clear(_: Empty) -> Result<IndexClearReply> {
-    with_engine(|engine, _| {
+    with_engine_here(|engine| {
         engine.indexes.clear();
         engine.refresh_index = true;
         Ok(IndexClearReply { cleared: true })

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+#[derive(Clone)]
 pub struct Profile {
     last: Instant,
     phases: Vec<(String, u64)>,

@@ -1,0 +1,618 @@
+"""Side-by-side benchmark: this engine against the tools users would use instead.
+
+    python benchmarks/compare.py [--rounds 15] [--wheels DIR] [--out benchmarks/results.md]
+
+One package index on 127.0.0.1 serves every tool (generated wheels, or a folder of real wheels
+given with --wheels). Each tool runs in its own process with its own cache and environments:
+
+- ``uv-ffi``: this engine, warm in a long-lived worker, ``--link-mode hardlink``;
+- ``uv pip``: the pinned ``uv`` command (0.12.5) as a subprocess, with its default link mode
+  (clone, falling back to hardlink on this filesystem) and with ``--link-mode hardlink``;
+- ``pip``: ``pip install`` as a subprocess (no-op and swap only);
+- ``upstream``: the upstream ``uv-ffi`` package (last release) in its own virtual environment,
+  warm in a long-lived worker, with its default link mode and with ``--link-mode hardlink``.
+
+Tools alternate round by round. After every timed call the end state is checked on disk; a
+wrong result is reported as a failure, never as a time. Medians, min and max per scenario and
+tool, and each tool's ratio to this engine, are printed and written as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from typing import Callable, Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from uv_ffi import sample_index  # noqa: E402
+from uv_ffi.demo import find_uv  # noqa: E402
+
+UPSTREAM = "uv-ffi==0.10.8.post15"
+SWAP = "bench-swap"
+SWAP_VERSIONS = ("1.0.0", "1.1.0")
+SUITE = ["bench-lib-%02d" % i for i in range(1, 16)]
+NOOP_FIRST = "warm no-op, first call after other tools ran"
+README_START = "<!-- benchmark:start -->"
+README_END = "<!-- benchmark:end -->"
+
+
+class Failure(Exception):
+    """A tool left the wrong thing on disk (or reported an error)."""
+
+
+# --- the index -------------------------------------------------------------------------------
+
+
+def build_packages(folder: str, swap_files: int) -> List[str]:
+    wheels = [sample_index.build_wheel(folder, SWAP, v, payload_files=swap_files) for v in SWAP_VERSIONS]
+    for i, name in enumerate(SUITE):
+        # A few dependencies between the suite's packages, as in a real application.
+        requires = [SUITE[i - 1]] if i % 4 == 3 else []
+        wheels.append(sample_index.build_wheel(folder, name, "1.0.0", requires, payload_files=30))
+    wheels.append(sample_index.build_wheel(folder, "bench-app", "1.0.0", SUITE[:3], payload_files=10))
+    return wheels
+
+
+# --- disk checks -----------------------------------------------------------------------------
+
+
+def site_packages(prefix: str) -> str:
+    lib = os.path.join(prefix, "lib")
+    for entry in os.listdir(lib):
+        candidate = os.path.join(lib, entry, "site-packages")
+        if os.path.isdir(candidate):
+            return candidate
+    raise Failure("no site-packages under %s" % prefix)
+
+
+def dist_infos(folder: str) -> Dict[str, str]:
+    found = {}
+    if os.path.isdir(folder):
+        for entry in os.listdir(folder):
+            if entry.endswith(".dist-info"):
+                name, version = entry[: -len(".dist-info")].split("-", 1)
+                found[name.replace("_", "-").lower()] = version
+    return found
+
+
+def expect(folder: str, wanted: Dict[str, str]) -> None:
+    present = dist_infos(folder)
+    for name, version in wanted.items():
+        if present.get(name) != version:
+            raise Failure("%s: expected %s==%s, found %s" % (folder, name, version, present.get(name)))
+
+
+def make_venv(path: str) -> str:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", path], check=True)
+    return path
+
+
+# --- tools -----------------------------------------------------------------------------------
+
+
+class Worker:
+    """A long-lived process that imports ``uv_ffi`` and times calls in-process."""
+
+    def __init__(self, python: str, env: Dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [python, os.path.join(HERE, "worker.py")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=env, text=True,
+        )
+        self.hello = self.call({"op": "hello"})
+        self.last_phases: Dict[str, int] = {}
+
+    def call(self, request: dict) -> dict:
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise Failure("the worker exited")
+        reply = json.loads(line)
+        if "exception" in reply:
+            raise Failure(reply["exception"])
+        return reply
+
+    def run(self, cmd: str) -> float:
+        reply = self.call({"op": "run", "cmd": cmd})
+        if reply["rc"] != 0:
+            raise Failure("exit code %s: %s" % (reply["rc"], reply["error"][:300]))
+        self.last_phases = reply.get("phases", {})
+        return reply["ms"]
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+class Tool:
+    """One way of running ``pip install``: how to run a command, timed, and where it installs."""
+
+    def __init__(self, name: str, link_args: str) -> None:
+        self.name = name
+        self.link_args = link_args
+        self.venv = ""
+
+    def install(self, args: str) -> float:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class WorkerTool(Tool):
+    def __init__(self, name: str, link_args: str, python: str, env: Dict[str, str]) -> None:
+        super().__init__(name, link_args)
+        self.worker = Worker(python, env)
+
+    def install(self, args: str) -> float:
+        return self.worker.run("pip install %s %s" % (self.link_args, args))
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+class CommandTool(Tool):
+    def __init__(self, name: str, link_args: str, argv: List[str], env: Dict[str, str],
+                 python_before_command: bool = False) -> None:
+        super().__init__(name, link_args)
+        self.argv = argv
+        self.env = env
+        # pip takes `--python` as a general option, before the subcommand; uv after it.
+        self.python_before_command = python_before_command
+
+    def install(self, args: str) -> float:
+        words = args.split()
+        prefix: List[str] = []
+        if self.python_before_command:
+            if "--python" in words:
+                at = words.index("--python")
+                prefix = words[at:at + 2]
+                del words[at:at + 2]
+        command = self.argv + prefix + ["install", "-q"] + self.link_args.split() + words
+        start = time.perf_counter()
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        if done.returncode != 0:
+            raise Failure("exit code %s: %s" % (done.returncode, done.stderr[-300:]))
+        return elapsed
+
+
+# --- the benchmark ---------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args) -> None:
+        self.args = args
+        self.work = tempfile.mkdtemp(prefix="uv-ffi-bench-")
+        self.results: Dict[str, Dict[str, List[float]]] = {}
+        self.failures: Dict[str, Dict[str, str]] = {}
+        self.phases: Dict[str, Dict[str, List[float]]] = {}
+        self.notes: List[str] = []
+        self.tools: List[Tool] = []
+        self.url = ""
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.work, *parts)
+
+    def record(self, scenario: str, tool: str, value: float) -> None:
+        self.results.setdefault(scenario, {}).setdefault(tool, []).append(value)
+
+    def attempt(self, scenario: str, tool: str, action: Callable[[], float]) -> None:
+        if tool in self.failures.get(scenario, {}):
+            return
+        try:
+            self.record(scenario, tool, action())
+        except Failure as exc:
+            self.failures.setdefault(scenario, {})[tool] = str(exc)
+            return
+        if tool == "uv-ffi" and self.engine.worker.last_phases:
+            # The engine's own account of the call just timed, phase by phase.
+            for phase, us in self.engine.worker.last_phases.items():
+                self.phases.setdefault(scenario, {}).setdefault(phase, []).append(us)
+            self.engine.worker.last_phases = {}
+
+    def env_with_cache(self, name: str) -> Dict[str, str]:
+        env = dict(os.environ, UV_CACHE_DIR=self.path("cache-" + name), PIP_CACHE_DIR=self.path("pipcache-" + name))
+        env.pop("UV_FFI_PROFILE", None)
+        return env
+
+    # Tools -----------------------------------------------------------------------------------
+
+    def start_tools(self) -> None:
+        hard = "--link-mode hardlink"
+        self.engine = WorkerTool("uv-ffi", hard, sys.executable, self.env_with_cache("engine"))
+        self.tools.append(self.engine)
+        uv = find_uv()
+        if uv:
+            version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip()
+            self.notes.append("uv command: %s" % version)
+            self.tools.append(CommandTool("uv pip (default link)", "", [uv, "pip"], self.env_with_cache("uv")))
+            self.tools.append(CommandTool("uv pip (hardlink)", hard, [uv, "pip"], self.env_with_cache("uv-hard")))
+        if not self.args.skip_pip:
+            self.tools.append(CommandTool("pip", "", [sys.executable, "-m", "pip", "--disable-pip-version-check"],
+                                          self.env_with_cache("pip"), python_before_command=True))
+        self.upstream_python = None
+        if not self.args.skip_upstream:
+            self.upstream_python = self.install_upstream()
+        if self.upstream_python:
+            self.tools.append(WorkerTool("upstream (default link)", "", self.upstream_python, self.env_with_cache("up")))
+            self.tools.append(WorkerTool("upstream (hardlink)", hard, self.upstream_python, self.env_with_cache("up-hard")))
+        for tool in self.tools:
+            tool.venv = make_venv(self.path("venv-" + tool.name.replace(" ", "_").replace("(", "").replace(")", "")))
+
+    def install_upstream(self) -> Optional[str]:
+        venv = self.path("upstream-venv")
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        python = os.path.join(venv, "bin", "python")
+        done = subprocess.run([python, "-m", "pip", "install", "-q", UPSTREAM], capture_output=True, text=True)
+        if done.returncode != 0:
+            self.notes.append("upstream %s could not be installed: %s" % (UPSTREAM, done.stderr.strip()[-200:]))
+            return None
+        self.notes.append("upstream: %s" % UPSTREAM)
+        return python
+
+    def is_worker(self, tool: Tool) -> bool:
+        return isinstance(tool, WorkerTool)
+
+    def base(self, tool: Tool, venv: str) -> str:
+        return "--python %s -i %s" % (os.path.join(venv, "bin", "python"), self.url)
+
+    # Scenarios -------------------------------------------------------------------------------
+
+    def swap_and_noop(self) -> None:
+        rounds = self.args.rounds
+        current = {}
+        for tool in self.tools:  # warm-up: first install, then one swap each way
+            for version in (SWAP_VERSIONS[0], SWAP_VERSIONS[1], SWAP_VERSIONS[0]):
+                self.attempt("warm-up", tool.name, lambda t=tool, v=version: t.install("%s %s==%s" % (self.base(t, t.venv), SWAP, v)))
+            current[tool.name] = SWAP_VERSIONS[0]
+
+        def step(tool: Tool, version: str) -> float:
+            elapsed = tool.install("%s %s==%s" % (self.base(tool, tool.venv), SWAP, version))
+            expect(site_packages(tool.venv), {SWAP: version})
+            return elapsed
+
+        floor = self.filesystem_floor()
+        for _ in range(rounds):
+            for tool in self.tools:
+                version = SWAP_VERSIONS[1] if current[tool.name] == SWAP_VERSIONS[0] else SWAP_VERSIONS[0]
+                self.attempt("warm swap", tool.name, lambda t=tool, v=version: step(t, v))
+                current[tool.name] = version
+            self.record("warm swap", "filesystem floor (hardlink)", floor())
+        for _ in range(rounds):
+            for tool in self.tools:
+                # The first call after the other tools ran (caches cold, engine thread asleep).
+                self.attempt(NOOP_FIRST, tool.name, lambda t=tool: step(t, current[t.name]))
+                if isinstance(tool, WorkerTool):
+                    # Then back-to-back calls, as a host swapping many times in a row makes them.
+                    self.burst(tool, current[tool.name])
+
+    def burst(self, tool: "WorkerTool", version: str, calls: int = 20) -> None:
+        name = "warm no-op, back-to-back calls"
+        if tool.name in self.failures.get(name, {}):
+            return
+        cmd = "pip install %s %s %s==%s" % (tool.link_args, self.base(tool, tool.venv), SWAP, version)
+        reply = tool.worker.call({"op": "run_repeat", "cmd": cmd, "n": calls})
+        try:
+            if reply["rc"] != 0:
+                raise Failure("exit code %s: %s" % (reply["rc"], reply["error"][:300]))
+            expect(site_packages(tool.venv), {SWAP: version})
+        except Failure as exc:
+            self.failures.setdefault(name, {})[tool.name] = str(exc)
+            return
+        for ms in reply["ms"]:
+            self.record(name, tool.name, ms)
+
+    def filesystem_floor(self) -> Callable[[], float]:
+        """The swap's unlinks and hardlinks done with plain system calls: what no installer beats.
+
+        Returns a function doing one timed swap, so that the floor is measured in the same
+        rounds as the tools, under the same conditions.
+        """
+        sources = {}
+        for version in SWAP_VERSIONS:
+            folder = self.path("floor-src-" + version)
+            wheel = os.path.join(self.path("wheels"), "bench_swap-%s-py3-none-any.whl" % version)
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(folder)
+            files = []
+            for root, _, names in os.walk(folder):
+                for name in names:
+                    files.append(os.path.relpath(os.path.join(root, name), folder))
+            dirs = sorted({os.path.dirname(f) for f in files if os.path.dirname(f)})
+            sources[version] = (folder, files, dirs)
+        target = self.path("floor-target")
+        os.makedirs(target)
+
+        def place(version: str) -> None:
+            folder, files, dirs = sources[version]
+            for d in dirs:
+                os.mkdir(os.path.join(target, d))
+            for f in files:
+                os.link(os.path.join(folder, f), os.path.join(target, f))
+
+        def remove(version: str) -> None:
+            _, files, dirs = sources[version]
+            for f in files:
+                os.unlink(os.path.join(target, f))
+            for d in sorted(dirs, key=len, reverse=True):
+                os.rmdir(os.path.join(target, d))
+
+        place(SWAP_VERSIONS[0])
+        state = {"current": SWAP_VERSIONS[0]}
+        self.notes.append("filesystem floor: %d files unlinked and %d hardlinked per swap"
+                          % (len(sources[SWAP_VERSIONS[0]][1]), len(sources[SWAP_VERSIONS[1]][1])))
+
+        def swap() -> float:
+            new = SWAP_VERSIONS[1] if state["current"] == SWAP_VERSIONS[0] else SWAP_VERSIONS[0]
+            start = time.perf_counter()
+            remove(state["current"])
+            place(new)
+            elapsed = (time.perf_counter() - start) * 1000.0
+            state["current"] = new
+            return elapsed
+
+        return swap
+
+    def target_installs(self) -> None:
+        for i in range(self.args.rounds):
+            for tool in self.tools:
+                if not self.is_worker(tool) and "uv pip" not in tool.name:
+                    continue
+                target = self.path("targets", "%s-%d" % (tool.name.replace(" ", "_"), i))
+
+                def action(t=tool, target=target) -> float:
+                    elapsed = t.install("%s --target %s bench-app==1.0.0" % (self.base(t, t.venv), target))
+                    expect(target, {"bench-app": "1.0.0", SUITE[0]: "1.0.0", SUITE[2]: "1.0.0"})
+                    return elapsed
+
+                self.attempt("--target into a new folder", tool.name, action)
+
+    def suite_installs(self) -> None:
+        wanted = {name: "1.0.0" for name in SUITE}
+        for i in range(-1, self.args.rounds):  # round -1 warms each tool's wheel cache
+            for tool in self.tools:
+                if not self.is_worker(tool) and "uv pip" not in tool.name:
+                    continue
+                venv = make_venv(self.path("suite", "%s-%d" % (tool.name.replace(" ", "_"), i)))
+
+                def action(t=tool, venv=venv) -> float:
+                    elapsed = t.install("%s %s" % (self.base(t, venv), " ".join(SUITE)))
+                    expect(site_packages(venv), wanted)
+                    return elapsed
+
+                self.attempt("15 packages, new env, cached wheels" if i >= 0 else "warm-up", tool.name, action)
+
+    def cold_starts(self) -> None:
+        """A new process: import and first install (engine) against one `uv pip install` process."""
+        code = (
+            "import sys, uv_ffi\n"
+            "rc = uv_ffi.run(sys.argv[1])[0]\n"
+            "sys.exit(rc)\n"
+        )
+        for i in range(self.args.rounds):
+            for tool in self.tools:
+                venv = make_venv(self.path("cold", "%s-%d" % (tool.name.replace(" ", "_"), i)))
+                args = "%s %s==%s" % (self.base(tool, venv), SWAP, SWAP_VERSIONS[0])
+                if isinstance(tool, WorkerTool):
+                    python = tool.worker.process.args[0]
+                    env = self.env_with_cache("engine" if tool is self.engine else ("up-hard" if "hard" in tool.name else "up"))
+
+                    def action(python=python, env=env, cmd="pip install %s %s" % (tool.link_args, args), venv=venv) -> float:
+                        start = time.perf_counter()
+                        done = subprocess.run([python, "-I", "-c", code, cmd], env=env, capture_output=True,
+                                              text=True, cwd=self.work)
+                        elapsed = (time.perf_counter() - start) * 1000.0
+                        if done.returncode != 0:
+                            raise Failure("exit code %s: %s" % (done.returncode, done.stderr[-300:]))
+                        expect(site_packages(venv), {SWAP: SWAP_VERSIONS[0]})
+                        return elapsed
+                elif "uv pip" in tool.name:
+                    def action(t=tool, args=args, venv=venv) -> float:
+                        elapsed = t.install(args)
+                        expect(site_packages(venv), {SWAP: SWAP_VERSIONS[0]})
+                        return elapsed
+                else:
+                    continue
+                self.attempt("cold start (new process, first install)", tool.name, action)
+
+    def views(self) -> None:
+        repeat = 200
+        for tool in self.tools:
+            if not self.is_worker(tool):
+                continue
+            worker = tool.worker
+            # The views belong to the environment of the tool's last call.
+            worker.run("pip install %s %s %s==%s" % (tool.link_args, self.base(tool, tool.venv), SWAP, SWAP_VERSIONS[0]))
+            view = worker.call({"op": "view", "repeat": repeat})
+            if tool is self.engine:
+                for us in view["us"]:
+                    self.record("view read, validate check (us)", tool.name, us)
+            else:
+                for us in view["us"]:
+                    self.record("view read, no check (us)", tool.name, us)
+            patch = worker.call({"op": "patch", "installed": [[SWAP, SWAP_VERSIONS[0]]], "repeat": repeat})
+            for us in patch["us"]:
+                self.record("view patch (us)", tool.name, us)
+            for _ in range(self.args.rounds):
+                worker.call({"op": "invalidate"})
+                if tool is self.engine:
+                    reread = worker.call({"op": "view"})
+                    self.record("view rescan (us)", tool.name, reread["us"][0])
+                    worker.call({"op": "invalidate"})
+                self.attempt(
+                    "no-op after invalidate (forced rescan)", tool.name,
+                    lambda t=tool: t.install("%s %s==%s" % (self.base(t, t.venv), SWAP, SWAP_VERSIONS[0])),
+                )
+
+    def process_facts(self) -> None:
+        for tool in self.tools:
+            if not self.is_worker(tool):
+                continue
+            self.record("import (ms)", tool.name, tool.worker.hello["import_ms"])
+            self.record("resident memory after warm-up (MiB)", tool.name, tool.worker.call({"op": "rss"})["kib"] / 1024.0)
+        for python, name in [(sys.executable, "uv-ffi"), (self.upstream_python, "upstream (default link)")]:
+            if not python:
+                continue
+            for _ in range(self.args.rounds):
+                out = subprocess.run(
+                    [python, "-I", "-c", "import time; t = time.perf_counter(); import uv_ffi; print((time.perf_counter() - t) * 1000)"],
+                    capture_output=True, text=True, cwd=self.work,
+                )
+                if out.returncode == 0:
+                    self.record("import in a new process (ms)", name, float(out.stdout.strip()))
+
+    def profile(self) -> str:
+        """One engine swap with UV_FFI_PROFILE=1, to show where the time goes."""
+        env = self.env_with_cache("engine")
+        env["UV_FFI_PROFILE"] = "1"
+        venv = self.path("venv-uv-ffi")
+        code = (
+            "import sys, uv_ffi\n"
+            "for v in sys.argv[2:]:\n"
+            "    uv_ffi.run(sys.argv[1] + ' %s==' + v)\n" % SWAP
+        )
+        base = "pip install --link-mode hardlink %s" % self.base(self.engine, venv)
+        done = subprocess.run([sys.executable, "-c", code, base, "1.1.0", "1.0.0", "1.1.0", "1.0.0", "1.0.0"],
+                              env=env, capture_output=True, text=True)
+        return done.stderr.strip()
+
+    # Report ----------------------------------------------------------------------------------
+
+    def report(self) -> str:
+        order = [
+            NOOP_FIRST, "warm no-op, back-to-back calls", "warm swap", "cold start (new process, first install)",
+            "--target into a new folder", "15 packages, new env, cached wheels",
+            "no-op after invalidate (forced rescan)", "view rescan (us)", "view read, validate check (us)",
+            "view read, no check (us)", "view patch (us)", "import (ms)", "import in a new process (ms)",
+            "resident memory after warm-up (MiB)",
+        ]
+        lines = ["| scenario | tool | median | min | max | ratio to uv-ffi |", "|:--|:--|--:|--:|--:|--:|"]
+        for scenario in order:
+            tools = self.results.get(scenario, {})
+            failures = self.failures.get(scenario, {})
+            base = statistics.median(tools["uv-ffi"]) if "uv-ffi" in tools else None
+            unit = "MiB" if "MiB" in scenario else ("us" if "(us)" in scenario else "ms")
+            for tool in sorted(set(tools) | set(failures), key=lambda n: (n != "uv-ffi", n)):
+                if tool in failures:
+                    lines.append("| %s | %s | **FAILED**: %s | | | |" % (scenario, tool, failures[tool].replace("|", "/")[:160]))
+                    continue
+                values = tools[tool]
+                median = statistics.median(values)
+                ratio = "%.2fx" % (median / base) if base and tool != "uv-ffi" else ""
+                lines.append("| %s | %s | %s | %s | %s | %s |" % (
+                    scenario, tool, fmt(median, unit), fmt(min(values), unit), fmt(max(values), unit), ratio))
+        return "\n".join(lines)
+
+    def phase_report(self) -> str:
+        """Median microseconds per engine phase, for the scenarios timed through the worker."""
+        lines = ["| scenario | engine phases, median us (from the replies' `timings_us`) |", "|:--|:--|"]
+        for scenario, phases in self.phases.items():
+            if scenario == "warm-up":
+                continue
+            parts = ["%s %.0f" % (name, statistics.median(values)) for name, values in phases.items()]
+            lines.append("| %s | %s |" % (scenario, ", ".join(parts)))
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        for tool in self.tools:
+            tool.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def update_readme(text: str) -> None:
+    """Replace what stands between the benchmark markers in README.md."""
+    path = os.path.join(os.path.dirname(HERE), "README.md")
+    with open(path, encoding="utf-8") as handle:
+        readme = handle.read()
+    start, end = readme.index(README_START) + len(README_START), readme.index(README_END)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(readme[:start] + "\n" + text + "\n" + readme[end:])
+
+
+def filesystem_type(path: str) -> str:
+    done = subprocess.run(["df", "--output=fstype", path], capture_output=True, text=True)
+    lines = done.stdout.split()
+    return lines[-1] if done.returncode == 0 and len(lines) > 1 else "unknown"
+
+
+def fmt(value: float, unit: str) -> str:
+    if unit == "us":
+        return "%.1f us" % value
+    if unit == "MiB":
+        return "%.1f MiB" % value
+    return "%.3f ms" % value if value < 10 else "%.1f ms" % value
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per scenario (default 15)")
+    parser.add_argument("--swap-files", type=int, default=100, help="files in the swapped package (default 100)")
+    parser.add_argument("--wheels", help="serve this folder of real wheels too (added to the index)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results.md"), help="Markdown output")
+    parser.add_argument("--skip-upstream", action="store_true", help="do not install the upstream package")
+    parser.add_argument("--skip-pip", action="store_true", help="do not time pip")
+    parser.add_argument("--readme", action="store_true", help="also replace the Performance section of README.md")
+    args = parser.parse_args()
+
+    bench = Bench(args)
+    try:
+        wheels = build_packages(bench.path("wheels"), args.swap_files)
+        if args.wheels:
+            wheels += [os.path.join(args.wheels, w) for w in os.listdir(args.wheels) if w.endswith(".whl")]
+        sample_index.write_simple_index(bench.path("index"), wheels)
+        with sample_index.StaticIndex(bench.path("index")) as index:
+            bench.url = index.url
+            bench.start_tools()
+            print("tools:", ", ".join(t.name for t in bench.tools), file=sys.stderr)
+            for stage in (bench.swap_and_noop, bench.target_installs,
+                          bench.suite_installs, bench.cold_starts, bench.views, bench.process_facts):
+                print("running", stage.__name__, file=sys.stderr)
+                stage()
+            profile = bench.profile()
+        table = bench.report()
+        machine = "%d cores, Linux, Python %s, %s filesystem" % (os.cpu_count() or 0, sys.version.split()[0], filesystem_type(bench.work))
+        text = "\n".join([
+            "Measured with `python benchmarks/compare.py --rounds %d` (%s); medians of one run." % (args.rounds, machine),
+            "Index: generated wheels served on 127.0.0.1 (`Cache-Control: max-age=600`, as PyPI). "
+            "The swapped package has %d files." % args.swap_files,
+            "",
+            table,
+            "",
+            "Notes: " + "; ".join(bench.notes) + ".",
+            "",
+            "Where the engine's time goes, measured inside the rounds above:",
+            "",
+            bench.phase_report(),
+            "",
+            "A sequential trace of warm swaps and a no-op, as `UV_FFI_PROFILE=1` prints it:",
+            "",
+            "```",
+            profile,
+            "```",
+        ])
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        if args.readme:
+            update_readme(text)
+        print(text)
+    finally:
+        bench.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""A warm in-process worker for the benchmark: imports ``uv_ffi`` once, then times calls.
+
+Runs under the Python of the tool being measured (this project's package, or the upstream
+``uv-ffi`` in its own virtual environment; both import as ``uv_ffi`` and share the tuple API).
+Protocol: one JSON request per line on stdin, one JSON reply per line on stdout.
+"""
+
+import json
+import os
+import sys
+import time
+
+# Replies go to a private copy of stdout; anything a native library prints goes to stderr.
+_protocol = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+
+_start = time.perf_counter()
+import uv_ffi  # noqa: E402
+
+IMPORT_MS = (time.perf_counter() - _start) * 1000.0
+
+
+def rss_kib():
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def timed_us(action, repeat):
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - start) * 1e6)
+    return samples
+
+
+def handle(request):
+    op = request["op"]
+    if op == "hello":
+        return {"import_ms": IMPORT_MS, "version": getattr(uv_ffi, "__version__", "upstream")}
+    if op == "run":
+        if hasattr(uv_ffi, "install"):
+            # This project's typed API also reports where the engine spent its time.
+            start = time.perf_counter()
+            try:
+                result = uv_ffi.install(request["cmd"])
+            except uv_ffi.UvFfiError as exc:
+                return {"ms": (time.perf_counter() - start) * 1000.0, "rc": exc.exit_code, "error": exc.message}
+            elapsed = (time.perf_counter() - start) * 1000.0
+            return {"ms": elapsed, "rc": 0, "installed": result.installed, "removed": result.removed,
+                    "error": "", "phases": dict(result.timings_us)}
+        start = time.perf_counter()
+        outcome = uv_ffi.run(request["cmd"])
+        elapsed = (time.perf_counter() - start) * 1000.0
+        code, installed, removed = outcome[0], outcome[1], outcome[2]
+        error = outcome[3] if len(outcome) > 3 else ""
+        return {"ms": elapsed, "rc": code, "installed": installed, "removed": removed, "error": error}
+    if op == "run_repeat":
+        samples = []
+        for _ in range(request["n"]):
+            start = time.perf_counter()
+            outcome = uv_ffi.run(request["cmd"])
+            samples.append((time.perf_counter() - start) * 1000.0)
+            if outcome[0] != 0:
+                return {"ms": samples, "rc": outcome[0], "error": outcome[3] if len(outcome) > 3 else ""}
+        return {"ms": samples, "rc": 0, "error": ""}
+    if op == "view":
+        return {"us": timed_us(uv_ffi.get_site_packages_cache, request.get("repeat", 1)),
+                "view": uv_ffi.get_site_packages_cache()}
+    if op == "patch":
+        pairs = [list(p) for p in request["installed"]]
+        return {"us": timed_us(lambda: uv_ffi.patch_site_packages_cache(pairs, []), request.get("repeat", 1))}
+    if op == "invalidate":
+        return {"us": timed_us(uv_ffi.invalidate_site_packages_cache, 1)}
+    if op == "rss":
+        return {"kib": rss_kib()}
+    raise ValueError("unknown op %r" % op)
+
+
+def main():
+    for line in sys.stdin:
+        try:
+            reply = handle(json.loads(line))
+        except Exception as exc:  # report, keep serving
+            reply = {"exception": "%s: %s" % (type(exc).__name__, exc)}
+        _protocol.write(json.dumps(reply) + "\n")
+        _protocol.flush()
+
+
+if __name__ == "__main__":
+    main()
