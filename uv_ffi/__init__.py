@@ -11,6 +11,7 @@ Two layers:
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -84,44 +85,52 @@ class RunResult:
         )
 
 
-def install(cmd: str, *, mode: Optional[str] = None, cwd: Optional[str] = None) -> RunResult:
-    """Run ``pip install ...`` in-process; raise a :class:`UvFfiError` subclass on failure.
-
-    ``mode`` overrides the coherency policy for this call (``trust``, ``validate``, ``watch``).
-    """
+def _run_value(cmd: str, mode: Optional[str], cwd: Optional[str]) -> dict:
+    """Run a command and return the reply's value, applying the policy (checks, retries)."""
     mode = policy.resolve(mode)
-    request = {
-        "command": cmd,
-        "check": policy.check_before_use(mode),
-        "heal": True,
-        "index_ttl_ms": int(policy.get_index_ttl() * 1000),
-    }
-    if cwd is not None:
-        request["cwd"] = os.fspath(cwd)
+    # Built by hand: this is the hot path of every call, and the fields are fixed.
+    request = '{"command":%s,"check":%s,"heal":true,"index_ttl_ms":%d%s' % (
+        json.dumps(cmd),
+        "true" if policy.check_before_use(mode) else "false",
+        int(policy.get_index_ttl() * 1000),
+        ',"cwd":%s' % json.dumps(os.fspath(cwd)) if cwd is not None else "",
+    )
     try:
-        value = _native.call("run", request)
+        value = _native.call_json("run", (request + "}").encode("utf-8"))
     except UvFfiError as exc:
         if exc.retry != "fresh_index":
             raise
         # The call used index pages kept from earlier calls; a newer page (a release published
         # since) may change the answer. Read the pages again and try once more.
         policy.bump("index_retries")
-        request["fresh_index"] = True
-        value = _native.call("run", request)
-    result = RunResult.from_json(value)
-    if mode == policy.WATCH and result.target is None:
-        policy.watch_environment(result.environment)
-    return result
+        value = _native.call_json("run", (request + ',"fresh_index":true}').encode("utf-8"))
+    if mode == policy.WATCH and value["target"] is None:
+        policy.watch_environment(value["environment"])
+    return value
+
+
+def install(cmd: str, *, mode: Optional[str] = None, cwd: Optional[str] = None) -> RunResult:
+    """Run ``pip install ...`` (or ``pip uninstall ...``) in-process; raise a
+    :class:`UvFfiError` subclass on failure.
+
+    ``mode`` overrides the coherency policy for this call (``trust``, ``validate``, ``watch``).
+    """
+    return RunResult.from_json(_run_value(cmd, mode, cwd))
 
 
 def run(cmd: str) -> Tuple[int, List[Pair], List[Pair], str]:
     """Upstream-compatible: ``(exit_code, installed, removed, error)``; never raises for a
     failed command (``error`` holds uv's explanation, ``""`` on success)."""
     try:
-        result = install(cmd)
+        value = _run_value(cmd, None, None)
     except UvFfiError as exc:
         return exc.exit_code, [], [], exc.full_text()
-    return result.exit_code, list(result.installed), list(result.removed), ""
+    return (
+        value["exit_code"],
+        [(n, v) for n, v in value["installed"]],
+        [(n, v) for n, v in value["removed"]],
+        "",
+    )
 
 
 def parse_command(cmd: str) -> dict:

@@ -51,7 +51,11 @@ def call(function: str, payload: Any) -> Any:
 
     Raises the mapped :class:`~uv_ffi.errors.UvFfiError` subclass for an error reply.
     """
-    request = json.dumps(payload).encode("utf-8")
+    return call_json(function, json.dumps(payload).encode("utf-8"))
+
+
+def call_json(function: str, request: bytes) -> Any:
+    """Like :func:`call`, with the request already encoded (the hot path builds it directly)."""
     pointer = getattr(lib, "uv_ffi_" + function)(request)
     try:
         text = ffi.string(pointer)
