@@ -126,8 +126,11 @@ impl Engine {
                 cwd.display()
             ),
         };
+        // A recreated environment has a new executable entry; `lstat` notices that without
+        // following the links to the base interpreter. (An interpreter replaced in place is
+        // noticed after `view_invalidate`, which forgets these lookups.)
         if let Some((env, stamp)) = self.pythons.get(&memo_key) {
-            if DirStamp::read(env.interpreter().sys_executable()) == *stamp {
+            if stamp.matches_link(env.interpreter().sys_executable()) {
                 return Ok(env.clone());
             }
         }
@@ -142,7 +145,7 @@ impl Engine {
             &self.shared.cache,
         )
         .map_err(|err| FfiError::from_uv(ErrorKind::PythonNotFound, &err))?;
-        let stamp = DirStamp::read(env.interpreter().sys_executable());
+        let stamp = DirStamp::read_link(env.interpreter().sys_executable());
         // A replaced interpreter invalidates everything known about its environments.
         self.envs.retain(|key, _| key.root != env.root());
         self.pythons.insert(memo_key, (env.clone(), stamp));
@@ -153,6 +156,11 @@ impl Engine {
     pub fn parts(&mut self, key: &EnvKey) -> (&Shared, &mut KeptIndexes, &mut EnvState) {
         let state = self.envs.get_mut(key).expect("environment() registers every key it returns");
         (&self.shared, &mut self.indexes, state)
+    }
+
+    /// Forget which interpreters `--python` requests found, for an environment's prefix.
+    pub fn forget_python(&mut self, root: &Path) {
+        self.pythons.retain(|_, (env, _)| env.root() != root);
     }
 
     /// The environment a view call acts on: the one named, or the last one used.

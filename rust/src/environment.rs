@@ -46,8 +46,40 @@ pub struct DirStamp {
 }
 
 impl DirStamp {
+    /// Whether `path` still has this stamp (no allocation: this runs on every call).
+    pub fn matches(&self, path: &Path) -> bool {
+        self.matches_metadata(fs::metadata(path))
+    }
+
+    /// The stamp of a link itself (`lstat`), not of what it points to.
+    pub fn read_link(path: &Path) -> Self {
+        Self::from_metadata(path, fs::symlink_metadata(path))
+    }
+
+    /// Whether the link at `path` is still the one stamped by [`DirStamp::read_link`].
+    pub fn matches_link(&self, path: &Path) -> bool {
+        self.matches_metadata(fs::symlink_metadata(path))
+    }
+
+    fn matches_metadata(&self, meta: std::io::Result<fs::Metadata>) -> bool {
+        match meta {
+            Ok(meta) => {
+                self.exists
+                    && self.dev == meta.dev()
+                    && self.ino == meta.ino()
+                    && self.mtime_ns == i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+                    && self.ctime_ns == i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
+            }
+            Err(_) => !self.exists,
+        }
+    }
+
     pub fn read(path: &Path) -> Self {
-        match fs::metadata(path) {
+        Self::from_metadata(path, fs::metadata(path))
+    }
+
+    fn from_metadata(path: &Path, meta: std::io::Result<fs::Metadata>) -> Self {
+        match meta {
             Ok(meta) => Self {
                 path: path.to_path_buf(),
                 exists: true,
@@ -186,14 +218,16 @@ impl EnvState {
         let Some(fingerprint) = &self.fingerprint else {
             return false;
         };
-        let stamps: Vec<DirStamp> = fingerprint.stamps.iter().map(|s| DirStamp::read(&s.path)).collect();
-        let racy = stamps
+        // The common case first, without allocating: every stamp unchanged and old enough.
+        let settled = fingerprint
+            .stamps
             .iter()
-            .any(|s| fingerprint.taken_ns - s.mtime_ns.max(s.ctime_ns) < RACY_WINDOW_NS);
-        if stamps == fingerprint.stamps && !racy && !fingerprint.must_list {
+            .all(|s| fingerprint.taken_ns - s.mtime_ns.max(s.ctime_ns) >= RACY_WINDOW_NS);
+        if settled && !fingerprint.must_list && fingerprint.stamps.iter().all(|s| s.matches(&s.path)) {
             self.counters.checks_clean += 1;
             return false;
         }
+        let stamps: Vec<DirStamp> = fingerprint.stamps.iter().map(|s| DirStamp::read(&s.path)).collect();
         // The stamp moved, cannot be trusted yet, or the view was patched: compare the
         // distribution folders on disk with what the view implies.
         self.counters.checks_listed += 1;

@@ -59,7 +59,7 @@ pub struct InstallReply {
     pub satisfied: bool,
     pub dry_run: bool,
     /// Microseconds spent in each phase.
-    pub timings_us: Vec<(String, u64)>,
+    pub timings_us: Vec<(&'static str, u64)>,
 }
 
 /// What the caller asked of the policy for this call.
@@ -84,14 +84,15 @@ pub fn run(
     key: &EnvKey,
     runtime: &Runtime,
     args: &InstallArgs,
+    command: &str,
     cwd: &Path,
     policy: CallPolicy,
     mut profile: Profile,
 ) -> Result<InstallReply> {
-    if let Some(reply) = already_satisfied(state, key, args, cwd, policy, &mut profile) {
+    if let Some(reply) = already_satisfied(state, key, args, command, cwd, policy, &mut profile) {
         return Ok(reply);
     }
-    let memo = memo_key(args, cwd);
+    let memo = memo_key(args, command, cwd);
     let outcome = runtime.block_on(install(shared, indexes, state, args, cwd, memo.clone(), policy, &mut profile));
     let outcome = match outcome {
         Err(err) if policy.heal && err.kind == ErrorKind::Install && state.check() => {
@@ -115,6 +116,7 @@ pub fn already_satisfied(
     state: &mut EnvState,
     key: &EnvKey,
     args: &InstallArgs,
+    command: &str,
     cwd: &Path,
     policy: CallPolicy,
     profile: &mut Profile,
@@ -123,7 +125,7 @@ pub fn already_satisfied(
         state.check();
         profile.mark("check");
     }
-    let memo = memo_key(args, cwd)?;
+    let memo = memo_key(args, command, cwd)?;
     if !state.is_known_satisfied(&memo) {
         return None;
     }
@@ -155,22 +157,17 @@ fn reply(
 
 /// A request whose answer depends only on the environment can be remembered as satisfied until
 /// the environment changes. Requirement files may change on disk, so those are never remembered.
-fn memo_key(args: &InstallArgs, cwd: &Path) -> Option<String> {
+/// The command's text (with the directory relative paths are resolved in) identifies the request.
+fn memo_key(args: &InstallArgs, command: &str, cwd: &Path) -> Option<String> {
     if !args.requirements.is_empty() || !args.constraints.is_empty() || args.reinstall || args.upgrade {
         return None;
     }
-    let relevant = (
-        &args.packages,
-        &args.index_url,
-        &args.extra_index_urls,
-        &args.find_links,
-        args.no_index,
-        args.no_deps,
-        &args.prerelease,
-        args.dry_run,
-        cwd,
-    );
-    serde_json::to_string(&relevant).ok()
+    let cwd = cwd.as_os_str().to_string_lossy();
+    let mut key = String::with_capacity(cwd.len() + command.len() + 1);
+    key.push_str(&cwd);
+    key.push('\0');
+    key.push_str(command);
+    Some(key)
 }
 
 struct Changes {

@@ -112,12 +112,13 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
             let (_, _, state) = engine.parts(&key);
             let mut attempt = profile.clone();
             attempt.mark("environment");
-            Ok(install::already_satisfied(state, &key, &args, &cwd, policy, &mut attempt))
+            Ok(install::already_satisfied(state, &key, &args, &request.command, &cwd, policy, &mut attempt))
         })?;
         if let Some(reply) = fast {
             return Ok(reply);
         }
     }
+    let command_text = request.command;
     let reply = with_engine(move |engine, runtime| {
         let key = engine.environment(args.python.as_deref(), args.system, args.target.as_deref(), &cwd)?;
         profile.mark("environment");
@@ -129,7 +130,7 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
         let reply = if uninstall {
             crate::uninstall::run(shared, state, &key, runtime, &args, &cwd, policy, profile)
         } else {
-            install::run(shared, indexes, state, &key, runtime, &args, &cwd, policy, profile)
+            install::run(shared, indexes, state, &key, runtime, &args, &command_text, &cwd, policy, profile)
         };
         if key.target.is_some() {
             // A `--target` folder is usually a one-off; do not keep its state around.
@@ -248,6 +249,7 @@ pub fn view_invalidate(request: EnvRequest) -> Result<InvalidateReply> {
             return Ok(InvalidateReply { invalidated: false });
         };
         engine.parts(&key).2.invalidate();
+        engine.forget_python(&key.root);
         Ok(InvalidateReply { invalidated: true })
     })
 }

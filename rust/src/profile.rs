@@ -6,27 +6,27 @@ use std::time::Instant;
 #[derive(Clone)]
 pub struct Profile {
     last: Instant,
-    phases: Vec<(String, u64)>,
+    phases: Vec<(&'static str, u64)>,
 }
 
 impl Profile {
     pub fn start() -> Self {
         Self {
             last: Instant::now(),
-            phases: Vec::new(),
+            phases: Vec::with_capacity(16),
         }
     }
 
     /// Close the current phase under `name`.
-    pub fn mark(&mut self, name: &str) {
+    pub fn mark(&mut self, name: &'static str) {
         let now = Instant::now();
         let micros = u64::try_from(now.duration_since(self.last).as_micros()).unwrap_or(u64::MAX);
-        self.phases.push((name.to_string(), micros));
+        self.phases.push((name, micros));
         self.last = now;
     }
 
     /// The phases in order, in microseconds.
-    pub fn finish(self) -> Vec<(String, u64)> {
+    pub fn finish(self) -> Vec<(&'static str, u64)> {
         if enabled() {
             let total: u64 = self.phases.iter().map(|(_, us)| us).sum();
             let parts: Vec<String> = self
