@@ -91,7 +91,11 @@ pub const MIN_OUT: c_int = 64;
 /// "error": str}` into `out_json` (NUL-terminated, never more than `max_out` bytes) and return
 /// the exit code.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn omnipkg_uv_run_c(cmd: *const c_char, out_json: *mut c_char, max_out: c_int) -> c_int {
+pub unsafe extern "C" fn omnipkg_uv_run_c(
+    cmd: *const c_char,
+    out_json: *mut c_char,
+    max_out: c_int,
+) -> c_int {
     if cmd.is_null() || out_json.is_null() || max_out < MIN_OUT {
         return UV_FFI_ERR_INVALID_ARGUMENT;
     }

@@ -132,7 +132,9 @@ pub fn parse(argv: &[String]) -> Result<Command> {
         rest = &rest[1..];
     }
     match rest {
-        [] => Err(invalid("The command is empty; expected `pip install <package>...`")),
+        [] => Err(invalid(
+            "The command is empty; expected `pip install <package>...`",
+        )),
         [pip, install, args @ ..] if pip == "pip" && install == "install" => {
             parse_options(args, None).map(Command::PipInstall)
         }
@@ -224,8 +226,14 @@ fn parse_options(args: &[String], allowed: Option<&[&str]>) -> Result<InstallArg
         }
     }
     if out.packages.is_empty() && out.requirements.is_empty() {
-        let command = if allowed.is_some() { "pip uninstall" } else { "pip install" };
-        return Err(invalid(format!("`{command}` needs at least one package or `-r <file>`")));
+        let command = if allowed.is_some() {
+            "pip uninstall"
+        } else {
+            "pip install"
+        };
+        return Err(invalid(format!(
+            "`{command}` needs at least one package or `-r <file>`"
+        )));
     }
     Ok(out)
 }
@@ -274,10 +282,15 @@ fn is_repeated_short(arg: &str, letter: char) -> bool {
 fn unknown_flag(flag: &str, with_value: bool, command: &str) -> FfiError {
     let mut err = invalid(format!(
         "The option `{flag}` is not supported by the engine's `{command}`{}",
-        if with_value { " (or does not take a value)" } else { "" }
+        if with_value {
+            " (or does not take a value)"
+        } else {
+            ""
+        }
     ));
     err.hints.push(if command == "pip uninstall" {
-        "supported: --python, --target, -r, --dry-run, -q, -v, --system, --break-system-packages".to_string()
+        "supported: --python, --target, -r, --dry-run, -q, -v, --system, --break-system-packages"
+            .to_string()
     } else {
         "supported: --python, --target, --link-mode, -i/--index-url, --extra-index-url, \
          -f/--find-links, --no-index, --reinstall, -U/--upgrade, --no-deps, -r, -c, \
@@ -308,7 +321,10 @@ mod tests {
 
     #[test]
     fn tokenizes_like_a_shell() {
-        assert_eq!(words(r#"pip install "rich>=13,<15""#), ["pip", "install", "rich>=13,<15"]);
+        assert_eq!(
+            words(r#"pip install "rich>=13,<15""#),
+            ["pip", "install", "rich>=13,<15"]
+        );
         assert_eq!(words(r"a\ b 'c d' ''"), ["a b", "c d", ""]);
         assert_eq!(words(r#""a\"b" "\x""#), ["a\"b", "\\x"]);
         assert!(tokenize("'open").is_err());
@@ -316,8 +332,11 @@ mod tests {
 
     #[test]
     fn parses_install_options() {
-        let argv = words("pip install -q --python=/p/bin/python -rreq.txt --no-deps a==1 -- -weird");
-        let Command::PipInstall(args) = parse(&argv).unwrap() else { panic!("not an install") };
+        let argv =
+            words("pip install -q --python=/p/bin/python -rreq.txt --no-deps a==1 -- -weird");
+        let Command::PipInstall(args) = parse(&argv).unwrap() else {
+            panic!("not an install")
+        };
         assert_eq!(args.python.as_deref(), Some("/p/bin/python"));
         assert_eq!(args.requirements, ["req.txt"]);
         assert_eq!(args.packages, ["a==1", "-weird"]);
@@ -329,9 +348,22 @@ mod tests {
     fn refuses_unknown_flags_and_commands() {
         let err = parse(&words("pip install --frobnicate a")).unwrap_err();
         assert!(err.message.contains("--frobnicate"));
-        assert!(parse(&words("pip freeze")).unwrap_err().message.contains("pip freeze"));
-        assert!(parse(&words("pip uninstall --no-deps a")).unwrap_err().message.contains("--no-deps"));
-        assert!(matches!(parse(&words("pip uninstall -q --python=/x a")), Ok(Command::PipUninstall(_))));
+        assert!(
+            parse(&words("pip freeze"))
+                .unwrap_err()
+                .message
+                .contains("pip freeze")
+        );
+        assert!(
+            parse(&words("pip uninstall --no-deps a"))
+                .unwrap_err()
+                .message
+                .contains("--no-deps")
+        );
+        assert!(matches!(
+            parse(&words("pip uninstall -q --python=/x a")),
+            Ok(Command::PipUninstall(_))
+        ));
         assert!(parse(&words("")).is_err());
         assert!(parse(&words("pip install --python")).is_err());
         assert!(parse(&words("pip install --link-mode=fast a")).is_err());

@@ -15,7 +15,9 @@ use tokio::runtime::Runtime;
 use uv_cache::Cache;
 use uv_client::{BaseClient, BaseClientBuilder};
 use uv_configuration::Concurrency;
-use uv_python::{EnvironmentPreference, PythonEnvironment, PythonPreference, PythonRequest, Target};
+use uv_python::{
+    EnvironmentPreference, PythonEnvironment, PythonPreference, PythonRequest, Target,
+};
 
 use crate::environment::{DirStamp, EnvState};
 use crate::error::{ErrorKind, FfiError, Result};
@@ -56,8 +58,12 @@ impl Engine {
             .init()
             .await
             .map_err(|err| FfiError::from_uv(ErrorKind::Internal, &err))?;
-        let mut client_builder = BaseClientBuilder::default();
-        if let Some(retries) = std::env::var("UV_HTTP_RETRIES").ok().and_then(|v| v.parse().ok()) {
+        let mut client_builder =
+            BaseClientBuilder::default().cache_read_concurrency(worker_threads());
+        if let Some(retries) = std::env::var("UV_HTTP_RETRIES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
             client_builder = client_builder.retries(retries);
         }
         let base_client = client_builder
@@ -97,7 +103,10 @@ impl Engine {
                 Some(dir) => base.with_target(Target::from(dir.clone())).map_err(|err| {
                     FfiError::new(
                         ErrorKind::Install,
-                        format!("Failed to prepare the target directory `{}`: {err}", dir.display()),
+                        format!(
+                            "Failed to prepare the target directory `{}`: {err}",
+                            dir.display()
+                        ),
                     )
                 })?,
                 None => base,
@@ -107,7 +116,12 @@ impl Engine {
         Ok(key)
     }
 
-    fn find_python(&mut self, python: Option<&str>, system: bool, cwd: &Path) -> Result<PythonEnvironment> {
+    fn find_python(
+        &mut self,
+        python: Option<&str>,
+        system: bool,
+        cwd: &Path,
+    ) -> Result<PythonEnvironment> {
         // Relative paths are relative to the caller's directory at call time, not to the
         // directory the process had when uv first looked.
         let request_text = python.map(|p| {
@@ -154,7 +168,10 @@ impl Engine {
 
     /// The shared parts, the kept index pages and one environment's state, borrowed together.
     pub fn parts(&mut self, key: &EnvKey) -> (&Shared, &mut KeptIndexes, &mut EnvState) {
-        let state = self.envs.get_mut(key).expect("environment() registers every key it returns");
+        let state = self
+            .envs
+            .get_mut(key)
+            .expect("environment() registers every key it returns");
         (&self.shared, &mut self.indexes, state)
     }
 
@@ -164,13 +181,20 @@ impl Engine {
     }
 
     /// The environment a view call acts on: the one named, or the last one used.
-    pub fn env_for_view(&mut self, python: Option<&str>, target: Option<&str>) -> Result<Option<EnvKey>> {
+    pub fn env_for_view(
+        &mut self,
+        python: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<Option<EnvKey>> {
         match python {
             Some(_) => {
                 let cwd = current_dir()?;
                 self.environment(python, false, target, &cwd).map(Some)
             }
-            None => Ok(self.last_env.clone().filter(|key| self.envs.contains_key(key))),
+            None => Ok(self
+                .last_env
+                .clone()
+                .filter(|key| self.envs.contains_key(key))),
         }
     }
 
@@ -203,7 +227,9 @@ static HANDLE: OnceLock<std::result::Result<Handle, String>> = OnceLock::new();
 static ENGINE: Mutex<Option<Engine>> = Mutex::new(None);
 
 fn lock_engine() -> std::sync::MutexGuard<'static, Option<Engine>> {
-    ENGINE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    ENGINE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Process-wide settings uv's crates expect to be made once, before any work.
@@ -236,7 +262,11 @@ fn spawn_engine() -> std::result::Result<Handle, String> {
 }
 
 fn engine_loop(receiver: Receiver<Job>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(worker_threads())
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             let error = format!("Failed to start the runtime: {err}");
@@ -320,9 +350,12 @@ where
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .send(job)
         .map_err(|_| FfiError::new(ErrorKind::Internal, "The engine thread has stopped"))?;
-    answer
-        .recv()
-        .map_err(|_| FfiError::new(ErrorKind::Internal, "The engine thread stopped before answering"))?
+    answer.recv().map_err(|_| {
+        FfiError::new(
+            ErrorKind::Internal,
+            "The engine thread stopped before answering",
+        )
+    })?
 }
 
 /// Run synchronous `work` on the caller's thread, starting the engine first if needed.
@@ -344,6 +377,12 @@ pub fn with_engine_here<T>(work: impl FnOnce(&mut Engine) -> Result<T>) -> Resul
         .unwrap_or_else(|payload| Err(recover_from_panic(engine, payload.as_ref())))
 }
 
+/// Threads for blocking file work (the runtime's pool, uv's cache reads): one per core. More
+/// cannot run at once anyway, and each extra thread costs the host process a malloc arena.
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
+
 /// The same cache folder uv's CLI uses (`UV_CACHE_DIR`, else the user cache folder), so the
 /// engine and the `uv` command share downloaded and unpacked wheels.
 fn cache_dir() -> PathBuf {
@@ -358,7 +397,10 @@ fn cache_dir() -> PathBuf {
 
 pub fn current_dir() -> Result<PathBuf> {
     std::env::current_dir().map_err(|err| {
-        FfiError::new(ErrorKind::Internal, format!("The current directory is not readable: {err}"))
+        FfiError::new(
+            ErrorKind::Internal,
+            format!("The current directory is not readable: {err}"),
+        )
     })
 }
 

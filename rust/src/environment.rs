@@ -67,8 +67,10 @@ impl DirStamp {
                 self.exists
                     && self.dev == meta.dev()
                     && self.ino == meta.ino()
-                    && self.mtime_ns == i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
-                    && self.ctime_ns == i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
+                    && self.mtime_ns
+                        == i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+                    && self.ctime_ns
+                        == i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
             }
             Err(_) => !self.exists,
         }
@@ -223,11 +225,18 @@ impl EnvState {
             .stamps
             .iter()
             .all(|s| fingerprint.taken_ns - s.mtime_ns.max(s.ctime_ns) >= RACY_WINDOW_NS);
-        if settled && !fingerprint.must_list && fingerprint.stamps.iter().all(|s| s.matches(&s.path)) {
+        if settled
+            && !fingerprint.must_list
+            && fingerprint.stamps.iter().all(|s| s.matches(&s.path))
+        {
             self.counters.checks_clean += 1;
             return false;
         }
-        let stamps: Vec<DirStamp> = fingerprint.stamps.iter().map(|s| DirStamp::read(&s.path)).collect();
+        let stamps: Vec<DirStamp> = fingerprint
+            .stamps
+            .iter()
+            .map(|s| DirStamp::read(&s.path))
+            .collect();
         // The stamp moved, cannot be trusted yet, or the view was patched: compare the
         // distribution folders on disk with what the view implies.
         self.counters.checks_listed += 1;
@@ -267,7 +276,11 @@ impl EnvState {
         if !self.view_known {
             self.rescan()?;
         }
-        Ok(self.view.iter().map(|(n, v)| (n.clone(), v.clone())).collect())
+        Ok(self
+            .view
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect())
     }
 
     /// Whether a live view exists (nothing to patch otherwise).
@@ -279,7 +292,11 @@ impl EnvState {
     /// cannot be edited; the view is updated without reading the disk, and the next check lists
     /// the folders to confirm the disk agrees.
     pub fn apply_delta(&mut self, installed: &[(String, String)], removed: &[(String, String)]) {
-        fn apply(map: &mut BTreeMap<String, String>, installed: &[(String, String)], removed: &[(String, String)]) {
+        fn apply(
+            map: &mut BTreeMap<String, String>,
+            installed: &[(String, String)],
+            removed: &[(String, String)],
+        ) {
             for (name, version) in removed {
                 if map.get(name).is_some_and(|v| v == version) {
                     map.remove(name);
@@ -320,7 +337,9 @@ fn list_entries(dirs: &[PathBuf]) -> (BTreeMap<String, String>, Vec<String>) {
     let mut dist_infos = BTreeMap::new();
     let mut others = Vec::new();
     for dir in dirs {
-        let Ok(read) = fs::read_dir(dir) else { continue };
+        let Ok(read) = fs::read_dir(dir) else {
+            continue;
+        };
         for entry in read.flatten() {
             let raw = entry.file_name().to_string_lossy().into_owned();
             if let Some(stem) = raw.strip_suffix(".dist-info") {

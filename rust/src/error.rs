@@ -143,7 +143,10 @@ fn render(err: &(dyn StdError + 'static)) -> (String, Vec<String>) {
         }
     }
     hints.dedup();
-    (strip_ansi(&text), hints.iter().map(|h| strip_ansi(h)).collect())
+    (
+        strip_ansi(&text),
+        hints.iter().map(|h| strip_ansi(h)).collect(),
+    )
 }
 
 /// Collect the hints uv attaches to its public error types.

@@ -13,8 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{ErrorKind, FfiError};
 
 /// The reply used when even serialising an error fails (it cannot, but C must get valid JSON).
-const LAST_RESORT: &str =
-    r#"{"ok":false,"error":{"kind":"internal","message":"failed to serialise the reply","hints":[],"exit_code":1}}"#;
+const LAST_RESORT: &str = r#"{"ok":false,"error":{"kind":"internal","message":"failed to serialise the reply","hints":[],"exit_code":1}}"#;
 
 #[derive(Serialize)]
 struct Ok<'a, T: Serialize> {
@@ -43,29 +42,40 @@ pub fn envelope<T: Serialize>(outcome: &Result<T, FfiError>) -> String {
 /// `input` must be NULL or point to a NUL-terminated string that lives for the call.
 pub unsafe fn read_input<'a>(input: *const c_char) -> Result<&'a str, FfiError> {
     if input.is_null() {
-        return Err(FfiError::new(ErrorKind::InvalidJson, "The request is a NULL pointer"));
+        return Err(FfiError::new(
+            ErrorKind::InvalidJson,
+            "The request is a NULL pointer",
+        ));
     }
     // SAFETY: the caller promises a NUL-terminated string alive for the call.
     let bytes = unsafe { CStr::from_ptr(input) };
-    bytes
-        .to_str()
-        .map_err(|err| FfiError::new(ErrorKind::InvalidJson, format!("The request is not UTF-8: {err}")))
+    bytes.to_str().map_err(|err| {
+        FfiError::new(
+            ErrorKind::InvalidJson,
+            format!("The request is not UTF-8: {err}"),
+        )
+    })
 }
 
 /// Parse a request, run `op`, and return the envelope as text. Panics become `{"kind": "panic"}`.
-pub fn call_str<Req, Resp>(input: Result<&str, FfiError>, op: impl FnOnce(Req) -> Result<Resp, FfiError>) -> String
+pub fn call_str<Req, Resp>(
+    input: Result<&str, FfiError>,
+    op: impl FnOnce(Req) -> Result<Resp, FfiError>,
+) -> String
 where
     Req: DeserializeOwned,
     Resp: Serialize,
 {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let text = input?;
-        let request: Req = serde_json::from_str(text)
-            .map_err(|err| FfiError::new(ErrorKind::InvalidJson, format!("Invalid request: {err}")))?;
+        let request: Req = serde_json::from_str(text).map_err(|err| {
+            FfiError::new(ErrorKind::InvalidJson, format!("Invalid request: {err}"))
+        })?;
         op(request)
     }))
     .unwrap_or_else(|payload| Err(panic_error(payload.as_ref())));
-    catch_unwind(AssertUnwindSafe(|| envelope(&outcome))).unwrap_or_else(|_| LAST_RESORT.to_string())
+    catch_unwind(AssertUnwindSafe(|| envelope(&outcome)))
+        .unwrap_or_else(|_| LAST_RESORT.to_string())
 }
 
 /// The C-facing wrapper of [`call_str`]: the returned string belongs to the caller, who frees it
@@ -73,7 +83,10 @@ where
 ///
 /// # Safety
 /// As for [`read_input`].
-pub unsafe fn call<Req, Resp>(input: *const c_char, op: impl FnOnce(Req) -> Result<Resp, FfiError>) -> *mut c_char
+pub unsafe fn call<Req, Resp>(
+    input: *const c_char,
+    op: impl FnOnce(Req) -> Result<Resp, FfiError>,
+) -> *mut c_char
 where
     Req: DeserializeOwned,
     Resp: Serialize,

@@ -17,9 +17,9 @@ use uv_configuration::{
 use uv_dispatch::{BuildDispatch, SharedState};
 use uv_distribution::DistributionDatabase;
 use uv_distribution_types::{
-    CachedDist, ConfigSettings, DependencyMetadata, DistributionMetadata, ExtraBuildRequires, ExtraBuildVariables, Index,
-    IndexLocations, IndexUrl, InstalledDist, Name, PackageConfigSettings, Resolution,
-    UnresolvedRequirement,
+    CachedDist, ConfigSettings, DependencyMetadata, DistributionMetadata, ExtraBuildRequires,
+    ExtraBuildVariables, Index, IndexLocations, IndexUrl, InstalledDist, Name,
+    PackageConfigSettings, Resolution, UnresolvedRequirement,
 };
 use uv_install_wheel::LinkMode;
 use uv_installer::{InstallationStrategy, Plan, Planner, Preparer, SatisfiesResult, SitePackages};
@@ -30,8 +30,8 @@ use uv_requirements::{
 };
 use uv_requirements_txt::RequirementsTxtRequirement;
 use uv_resolver::{
-    DependencyMode, ExcludeNewer, Exclusions, FlatIndex, Manifest, OptionsBuilder, Preferences, Prerelease,
-    PrereleaseMode, PythonRequirement, Resolver, ResolverEnvironment, UpgradePackages,
+    DependencyMode, ExcludeNewer, Exclusions, FlatIndex, Manifest, OptionsBuilder, Preferences,
+    Prerelease, PrereleaseMode, PythonRequirement, Resolver, ResolverEnvironment, UpgradePackages,
 };
 use uv_types::{BuildIsolation, HashStrategy, SourceTreeEditablePolicy};
 use uv_workspace::WorkspaceCache;
@@ -93,12 +93,30 @@ pub fn run(
         return Ok(reply);
     }
     let memo = memo_key(args, command, cwd);
-    let outcome = runtime.block_on(install(shared, indexes, state, args, cwd, memo.clone(), policy, &mut profile));
+    let outcome = runtime.block_on(install(
+        shared,
+        indexes,
+        state,
+        args,
+        cwd,
+        memo.clone(),
+        policy,
+        &mut profile,
+    ));
     let outcome = match outcome {
         Err(err) if policy.heal && err.kind == ErrorKind::Install && state.check() => {
             // The environment changed under us (another tool): rescan and try once more.
             state.counters.heals += 1;
-            runtime.block_on(install(shared, indexes, state, args, cwd, memo, policy, &mut profile))
+            runtime.block_on(install(
+                shared,
+                indexes,
+                state,
+                args,
+                cwd,
+                memo,
+                policy,
+                &mut profile,
+            ))
         }
         other => other,
     };
@@ -130,7 +148,14 @@ pub fn already_satisfied(
         return None;
     }
     profile.mark("satisfied");
-    Some(reply(key, args, Vec::new(), Vec::new(), true, profile.clone()))
+    Some(reply(
+        key,
+        args,
+        Vec::new(),
+        Vec::new(),
+        true,
+        profile.clone(),
+    ))
 }
 
 fn reply(
@@ -159,7 +184,11 @@ fn reply(
 /// the environment changes. Requirement files may change on disk, so those are never remembered.
 /// The command's text (with the directory relative paths are resolved in) identifies the request.
 fn memo_key(args: &InstallArgs, command: &str, cwd: &Path) -> Option<String> {
-    if !args.requirements.is_empty() || !args.constraints.is_empty() || args.reinstall || args.upgrade {
+    if !args.requirements.is_empty()
+        || !args.constraints.is_empty()
+        || args.reinstall
+        || args.upgrade
+    {
         return None;
     }
     let cwd = cwd.as_os_str().to_string_lossy();
@@ -199,9 +228,13 @@ async fn install(
     // Requirements: arguments, `-r` files and `-c` files, read by uv's own reader.
     let mut sources = Vec::new();
     for package in &args.packages {
-        let requirement = RequirementsTxtRequirement::parse(package, cwd, false).map_err(|err| {
-            FfiError::new(ErrorKind::InvalidRequirement, format!("Failed to parse: `{package}`\n  Caused by: {err}"))
-        })?;
+        let requirement =
+            RequirementsTxtRequirement::parse(package, cwd, false).map_err(|err| {
+                FfiError::new(
+                    ErrorKind::InvalidRequirement,
+                    format!("Failed to parse: `{package}`\n  Caused by: {err}"),
+                )
+            })?;
         sources.push(RequirementsSource::Package(requirement));
     }
     for file in &args.requirements {
@@ -240,7 +273,11 @@ async fn install(
         check_externally_managed(&state.env)?;
     }
 
-    let reinstall = if args.reinstall { Reinstall::All } else { Reinstall::None };
+    let reinstall = if args.reinstall {
+        Reinstall::All
+    } else {
+        Reinstall::None
+    };
     let upgrade = if args.upgrade {
         Upgrade::from_args(Some(true), Vec::new(), Vec::new()).unwrap_or_default()
     } else {
@@ -288,8 +325,12 @@ async fn install(
     let hash_mode = HashCheckingMode::from_requirements_txt(None, spec.require_hashes);
     let hasher = match hash_mode {
         Some(mode) => HashStrategy::from_requirements(
-            spec.requirements.iter().map(|entry| (&entry.requirement, entry.hashes.as_slice())),
-            spec.constraints.iter().map(|entry| (&entry.requirement, entry.hashes.as_slice())),
+            spec.requirements
+                .iter()
+                .map(|entry| (&entry.requirement, entry.hashes.as_slice())),
+            spec.constraints
+                .iter()
+                .map(|entry| (&entry.requirement, entry.hashes.as_slice())),
             Some(&markers),
             mode,
         )
@@ -297,10 +338,14 @@ async fn install(
         None => HashStrategy::None,
     };
     let index_locations = index_locations(args, &spec, cwd)?;
-    let build_options = BuildOptions::default().combine(spec.no_binary.clone(), spec.no_build.clone());
+    let build_options =
+        BuildOptions::default().combine(spec.no_binary.clone(), spec.no_build.clone());
     let refresh = policy.refresh_index || policy.fresh_index;
     let cache = if refresh {
-        shared.cache.clone().with_refresh(Refresh::from_args(Some(true), Vec::new()))
+        shared
+            .cache
+            .clone()
+            .with_refresh(Refresh::from_args(Some(true), Vec::new()))
     } else if reinstall.is_none() && upgrade.is_none() {
         shared.cache.clone()
     } else {
@@ -318,7 +363,11 @@ async fn install(
         build_options
     );
     let may_reuse = !refresh && reinstall.is_none() && upgrade.is_none() && !policy.fresh_index;
-    let kept = if may_reuse { indexes.get(&index_key, policy.index_ttl) } else { None };
+    let kept = if may_reuse {
+        indexes.get(&index_key, policy.index_ttl)
+    } else {
+        None
+    };
     let reused = kept.is_some();
     let pages = match kept {
         Some(pages) => pages,
@@ -330,7 +379,15 @@ async fn install(
                 .platform(interpreter.platform())
                 .wrap_existing(&shared.base_client)
                 .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
-            let flat_index = flat_index(&client, &cache, &index_locations, &tags, &hasher, &build_options).await?;
+            let flat_index = flat_index(
+                &client,
+                &cache,
+                &index_locations,
+                &tags,
+                &hasher,
+                &build_options,
+            )
+            .await?;
             IndexPages::new(client, flat_index, SharedState::default())
         }
     };
@@ -378,14 +435,16 @@ async fn install(
         };
 
         // Resolve.
-        let (mut requirements, unnamed): (Vec<_>, Vec<_>) =
-            spec.requirements.into_iter().fold((Vec::new(), Vec::new()), |(mut named, mut unnamed), entry| {
+        let (mut requirements, unnamed): (Vec<_>, Vec<_>) = spec.requirements.into_iter().fold(
+            (Vec::new(), Vec::new()),
+            |(mut named, mut unnamed), entry| {
                 match entry.requirement {
                     UnresolvedRequirement::Named(requirement) => named.push(requirement),
                     UnresolvedRequirement::Unnamed(requirement) => unnamed.push(requirement),
                 }
                 (named, unnamed)
-            });
+            },
+        );
         if !unnamed.is_empty() {
             let named = NamedRequirementsResolver::new(&hasher, state_shared.index(), database())
                 .resolve(unnamed.into_iter())
@@ -430,7 +489,10 @@ async fn install(
             Preferences::default(),
             None,
             BTreeSet::default(),
-            Exclusions::new(reinstall.clone(), UpgradePackages::for_non_project(&upgrade)),
+            Exclusions::new(
+                reinstall.clone(),
+                UpgradePackages::for_non_project(&upgrade),
+            ),
             lookaheads,
         );
         let options = OptionsBuilder::new()
@@ -497,7 +559,8 @@ async fn install(
                 .map(|dist| (dist.name().to_string(), dist.version_or_url().to_string()))
                 .chain(cached.iter().map(cached_pair))
                 .collect();
-            let mut removed: Vec<(String, String)> = reinstalls.iter().map(installed_pair).collect();
+            let mut removed: Vec<(String, String)> =
+                reinstalls.iter().map(installed_pair).collect();
             for pair in installed.iter_mut() {
                 pair.1 = pair.1.trim_start_matches("==").to_string();
             }
@@ -535,7 +598,8 @@ async fn install(
                 Ok(_) => {}
                 // Like uv: a missing RECORD leaves files behind but must not stop the install.
                 Err(uv_installer::UninstallError::Uninstall(
-                    uv_install_wheel::Error::MissingRecord(_) | uv_install_wheel::Error::MissingTopLevel(_),
+                    uv_install_wheel::Error::MissingRecord(_)
+                    | uv_install_wheel::Error::MissingTopLevel(_),
                 )) => {}
                 Err(err) => {
                     // Whatever was removed so far is gone from disk: keep the view honest.
@@ -568,7 +632,8 @@ async fn install(
         };
         profile.mark("install");
 
-        let mut installed: Vec<(String, String)> = installed_dists.iter().map(cached_pair).collect();
+        let mut installed: Vec<(String, String)> =
+            installed_dists.iter().map(cached_pair).collect();
         let mut removed: Vec<(String, String)> = removed_dists.iter().map(installed_pair).collect();
         installed.sort();
         removed.sort();
@@ -590,7 +655,12 @@ async fn install(
         }
         Err(mut err) => {
             indexes.drop_after_failure(&index_key);
-            if reused && !matches!(err.kind, ErrorKind::InvalidCommand | ErrorKind::InvalidRequirement) {
+            if reused
+                && !matches!(
+                    err.kind,
+                    ErrorKind::InvalidCommand | ErrorKind::InvalidRequirement
+                )
+            {
                 err.retry = Some("fresh_index");
             }
             Err(err)
@@ -617,7 +687,10 @@ pub fn check_externally_managed(env: &uv_python::PythonEnvironment) -> Result<()
             detail
         ),
     );
-    err.hints.push("pass `--break-system-packages` to change it anyway, or use a virtual environment".to_string());
+    err.hints.push(
+        "pass `--break-system-packages` to change it anyway, or use a virtual environment"
+            .to_string(),
+    );
     Err(err)
 }
 
@@ -647,8 +720,12 @@ fn link_mode(args: &InstallArgs) -> Result<LinkMode> {
 fn prerelease(args: &InstallArgs) -> Result<Prerelease> {
     let global = match args.prerelease.as_deref() {
         None => PrereleaseMode::default(),
-        Some(text) => PrereleaseMode::from_str(text)
-            .map_err(|err| FfiError::new(ErrorKind::InvalidCommand, format!("Invalid `--prerelease`: {err}")))?,
+        Some(text) => PrereleaseMode::from_str(text).map_err(|err| {
+            FfiError::new(
+                ErrorKind::InvalidCommand,
+                format!("Invalid `--prerelease`: {err}"),
+            )
+        })?,
     };
     Ok(Prerelease {
         global,
@@ -658,10 +735,17 @@ fn prerelease(args: &InstallArgs) -> Result<Prerelease> {
 
 /// Index locations as uv orders them: extra indexes first, then the default index, then any
 /// given inside requirement files; `--find-links` locations are flat indexes.
-fn index_locations(args: &InstallArgs, spec: &RequirementsSpecification, cwd: &Path) -> Result<IndexLocations> {
+fn index_locations(
+    args: &InstallArgs,
+    spec: &RequirementsSpecification,
+    cwd: &Path,
+) -> Result<IndexLocations> {
     let parse = |text: &str| {
         IndexUrl::parse(text, Some(cwd)).map_err(|err| {
-            FfiError::new(ErrorKind::InvalidCommand, format!("Invalid index location `{text}`: {err}"))
+            FfiError::new(
+                ErrorKind::InvalidCommand,
+                format!("Invalid index location `{text}`: {err}"),
+            )
         })
     };
     let mut indexes = Vec::new();
@@ -682,8 +766,17 @@ fn index_locations(args: &InstallArgs, spec: &RequirementsSpecification, cwd: &P
         .map(Index::from_extra_index_url)
         .chain(spec.index_url.clone().map(Index::from_index_url))
         .collect();
-    let flat_from_files: Vec<Index> = spec.find_links.iter().cloned().map(Index::from_find_links).collect();
-    Ok(IndexLocations::new(indexes, flat, args.no_index).combine(from_files, flat_from_files, spec.no_index))
+    let flat_from_files: Vec<Index> = spec
+        .find_links
+        .iter()
+        .cloned()
+        .map(Index::from_find_links)
+        .collect();
+    Ok(IndexLocations::new(indexes, flat, args.no_index).combine(
+        from_files,
+        flat_from_files,
+        spec.no_index,
+    ))
 }
 
 async fn flat_index(
@@ -701,7 +794,12 @@ async fn flat_index(
         .fetch_all(locations.flat_indexes().map(Index::url))
         .await
         .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
-    Ok(FlatIndex::from_entries(entries, Some(tags), hasher, build_options))
+    Ok(FlatIndex::from_entries(
+        entries,
+        Some(tags),
+        hasher,
+        build_options,
+    ))
 }
 
 /// Where relative paths in a request are resolved.

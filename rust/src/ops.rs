@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::command::{self, Command};
 use crate::engine::{with_engine, with_engine_here};
 use crate::environment::{DirStamp, ViewCounters};
-use crate::index::IndexCounters;
 use crate::error::{ErrorKind, FfiError, Result};
+use crate::index::IndexCounters;
 use crate::install::{self, CallPolicy, InstallReply};
 use crate::profile::Profile;
 
@@ -104,7 +104,12 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
     if !uninstall && !args.reinstall && !args.upgrade {
         // An install that is already satisfied is answered here, without waking the engine thread.
         let fast = with_engine_here(|engine| {
-            let key = engine.environment(args.python.as_deref(), args.system, args.target.as_deref(), &cwd)?;
+            let key = engine.environment(
+                args.python.as_deref(),
+                args.system,
+                args.target.as_deref(),
+                &cwd,
+            )?;
             if key.target.is_some() {
                 return Ok(None);
             }
@@ -112,7 +117,15 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
             let (_, _, state) = engine.parts(&key);
             let mut attempt = profile.clone();
             attempt.mark("environment");
-            Ok(install::already_satisfied(state, &key, &args, &request.command, &cwd, policy, &mut attempt))
+            Ok(install::already_satisfied(
+                state,
+                &key,
+                &args,
+                &request.command,
+                &cwd,
+                policy,
+                &mut attempt,
+            ))
         })?;
         if let Some(reply) = fast {
             return Ok(reply);
@@ -120,7 +133,12 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
     }
     let command_text = request.command;
     let reply = with_engine(move |engine, runtime| {
-        let key = engine.environment(args.python.as_deref(), args.system, args.target.as_deref(), &cwd)?;
+        let key = engine.environment(
+            args.python.as_deref(),
+            args.system,
+            args.target.as_deref(),
+            &cwd,
+        )?;
         profile.mark("environment");
         if key.target.is_none() {
             engine.last_env = Some(key.clone());
@@ -130,7 +148,18 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
         let reply = if uninstall {
             crate::uninstall::run(shared, state, &key, runtime, &args, &cwd, policy, profile)
         } else {
-            install::run(shared, indexes, state, &key, runtime, &args, &command_text, &cwd, policy, profile)
+            install::run(
+                shared,
+                indexes,
+                state,
+                &key,
+                runtime,
+                &args,
+                &command_text,
+                &cwd,
+                policy,
+                profile,
+            )
         };
         if key.target.is_some() {
             // A `--target` folder is usually a one-off; do not keep its state around.
@@ -227,10 +256,17 @@ fn normalise_pairs(pairs: &[(String, String)]) -> Result<Vec<(String, String)>> 
     pairs
         .iter()
         .map(|(name, version)| {
-            let name = uv_normalize::PackageName::from_str(name)
-                .map_err(|err| FfiError::new(ErrorKind::InvalidRequirement, format!("Invalid package name `{name}`: {err}")))?;
+            let name = uv_normalize::PackageName::from_str(name).map_err(|err| {
+                FfiError::new(
+                    ErrorKind::InvalidRequirement,
+                    format!("Invalid package name `{name}`: {err}"),
+                )
+            })?;
             let version = uv_pep440::Version::from_str(version).map_err(|err| {
-                FfiError::new(ErrorKind::InvalidRequirement, format!("Invalid version `{version}`: {err}"))
+                FfiError::new(
+                    ErrorKind::InvalidRequirement,
+                    format!("Invalid version `{version}`: {err}"),
+                )
             })?;
             Ok((name.to_string(), version.to_string()))
         })
@@ -294,4 +330,3 @@ pub fn index_clear(_: Empty) -> Result<IndexClearReply> {
 pub fn debug_panic(_: Empty) -> Result<Empty> {
     with_engine(|_, _| -> Result<Empty> { panic!("requested by uv_ffi_debug_panic") })
 }
-

@@ -36,7 +36,11 @@ impl Profile {
                 .collect();
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("[uv-ffi profile] total={:.3}ms {}", total as f64 / 1000.0, parts.join(" "));
+                eprintln!(
+                    "[uv-ffi profile] total={:.3}ms {}",
+                    total as f64 / 1000.0,
+                    parts.join(" ")
+                );
             }
         }
         self.phases

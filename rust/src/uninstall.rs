@@ -51,7 +51,8 @@ pub fn run(
                 match uv_installer::uninstall(dist, &layout).await {
                     Ok(_)
                     | Err(uv_installer::UninstallError::Uninstall(
-                        uv_install_wheel::Error::MissingRecord(_) | uv_install_wheel::Error::MissingTopLevel(_),
+                        uv_install_wheel::Error::MissingRecord(_)
+                        | uv_install_wheel::Error::MissingTopLevel(_),
                     )) => removed.push(installed_pair(dist)),
                     Err(err) => return Err(FfiError::from_uv(ErrorKind::Install, &err)),
                 }
@@ -84,9 +85,13 @@ pub fn run(
 async fn read_names(shared: &Shared, args: &InstallArgs, cwd: &Path) -> Result<Vec<PackageName>> {
     let mut names = Vec::new();
     for package in &args.packages {
-        let requirement = RequirementsTxtRequirement::parse(package, cwd, false).map_err(|err| {
-            FfiError::new(ErrorKind::InvalidRequirement, format!("Failed to parse: `{package}`\n  Caused by: {err}"))
-        })?;
+        let requirement =
+            RequirementsTxtRequirement::parse(package, cwd, false).map_err(|err| {
+                FfiError::new(
+                    ErrorKind::InvalidRequirement,
+                    format!("Failed to parse: `{package}`\n  Caused by: {err}"),
+                )
+            })?;
         match requirement {
             RequirementsTxtRequirement::Named(requirement) => names.push(requirement.name),
             RequirementsTxtRequirement::Unnamed(_) => {
@@ -104,16 +109,25 @@ async fn read_names(shared: &Shared, args: &InstallArgs, cwd: &Path) -> Result<V
             .map(|file| RequirementsSource::from_requirements_file(cwd.join(file)))
             .collect::<anyhow::Result<Vec<_>>>()
             .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?;
-        let spec = RequirementsSpecification::from_sources(&sources, &[], &[], &[], None, &shared.client_builder)
-            .await
-            .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?;
+        let spec = RequirementsSpecification::from_sources(
+            &sources,
+            &[],
+            &[],
+            &[],
+            None,
+            &shared.client_builder,
+        )
+        .await
+        .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?;
         for entry in spec.requirements {
             match entry.requirement {
                 UnresolvedRequirement::Named(requirement) => names.push(requirement.name),
                 UnresolvedRequirement::Unnamed(requirement) => {
                     return Err(FfiError::new(
                         ErrorKind::InvalidRequirement,
-                        format!("`pip uninstall` takes package names, not paths or URLs: `{requirement}`"),
+                        format!(
+                            "`pip uninstall` takes package names, not paths or URLs: `{requirement}`"
+                        ),
                     ));
                 }
             }
