@@ -50,7 +50,12 @@ pub struct Engine {
     pub last_env: Option<EnvKey>,
     /// Set by `index_clear`: the next resolution revalidates every index page.
     pub refresh_index: bool,
+    /// Environments by last use, most recent last.
+    recent: std::collections::VecDeque<EnvKey>,
 }
+
+/// How many environments keep uv's site-packages snapshot between calls.
+const KEEP_SNAPSHOTS: usize = 4;
 
 impl Engine {
     async fn start() -> Result<Self> {
@@ -81,6 +86,7 @@ impl Engine {
             envs: HashMap::new(),
             last_env: None,
             refresh_index: false,
+            recent: std::collections::VecDeque::new(),
         })
     }
 
@@ -113,6 +119,7 @@ impl Engine {
             };
             self.envs.insert(key.clone(), EnvState::new(env)?);
         }
+        self.touch(&key);
         Ok(key)
     }
 
@@ -205,6 +212,30 @@ impl Engine {
                 if state.needs_rescan() && key.target.is_none() {
                     let _ = state.rescan();
                 }
+            }
+        }
+        // uv's snapshots carry a copy of the interpreter each: keep them only for the
+        // environments used most recently. The views themselves are kept.
+        let keep: Vec<EnvKey> = self.recent.iter().rev().take(KEEP_SNAPSHOTS).cloned().collect();
+        let mut evicted = false;
+        for (key, state) in &mut self.envs {
+            if !keep.contains(key) && !state.needs_rescan() {
+                state.evict_snapshot();
+                evicted = true;
+            }
+        }
+        if evicted {
+            release_free_memory();
+        }
+    }
+
+    /// Note that `key` was just used (most recent last).
+    pub fn touch(&mut self, key: &EnvKey) {
+        if self.recent.back() != Some(key) {
+            self.recent.retain(|k| k != key);
+            self.recent.push_back(key.clone());
+            if self.recent.len() > 64 {
+                self.recent.pop_front();
             }
         }
     }
@@ -375,6 +406,16 @@ pub fn with_engine_here<T>(work: impl FnOnce(&mut Engine) -> Result<T>) -> Resul
         .ok_or_else(|| FfiError::new(ErrorKind::Internal, "The engine did not start"))?;
     catch_unwind(AssertUnwindSafe(|| work(engine)))
         .unwrap_or_else(|payload| Err(recover_from_panic(engine, payload.as_ref())))
+}
+
+/// Hand memory freed by evicted snapshots back to the system instead of keeping it in the
+/// allocator's free lists, where it would still count against the host's resident size.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases free memory at the top of glibc's heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Threads for blocking file work (the runtime's pool, uv's cache reads): one per core. More

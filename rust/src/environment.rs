@@ -147,7 +147,6 @@ pub struct ViewCounters {
 
 pub struct EnvState {
     pub env: PythonEnvironment,
-    pub tags: Tags,
     pub markers: ResolverMarkerEnvironment,
     site: Option<SitePackages>,
     view: BTreeMap<String, String>,
@@ -161,14 +160,13 @@ pub struct EnvState {
 impl EnvState {
     pub fn new(env: PythonEnvironment) -> Result<Self> {
         let interpreter = env.interpreter();
-        let tags = interpreter
+        // Computed once and kept inside the interpreter; `tags()` below relies on this check.
+        interpreter
             .tags()
-            .map_err(|err| FfiError::from_uv(ErrorKind::PythonNotFound, &err))?
-            .clone();
+            .map_err(|err| FfiError::from_uv(ErrorKind::PythonNotFound, &err))?;
         let markers = interpreter.to_resolver_marker_environment();
         Ok(Self {
             env,
-            tags,
             markers,
             site: None,
             view: BTreeMap::new(),
@@ -177,6 +175,19 @@ impl EnvState {
             satisfied: std::collections::HashSet::new(),
             counters: ViewCounters::default(),
         })
+    }
+
+    /// The interpreter's platform tags (computed and checked in [`EnvState::new`]).
+    pub fn tags(&self) -> &Tags {
+        self.env
+            .interpreter()
+            .tags()
+            .expect("tags were computed when the environment was first seen")
+    }
+
+    /// Drop uv's snapshot to save memory (the view stays; the snapshot is rebuilt when needed).
+    pub fn evict_snapshot(&mut self) {
+        self.site = None;
     }
 
     /// The folders this environment installs into (purelib, and platlib if it differs).
@@ -315,8 +326,10 @@ impl EnvState {
         self.satisfied.clear();
     }
 
+    /// Whether this request was found satisfied since the last change (every change, and every
+    /// rescan, clears what was remembered).
     pub fn is_known_satisfied(&self, key: &str) -> bool {
-        self.site.is_some() && self.satisfied.contains(key)
+        self.satisfied.contains(key)
     }
 
     pub fn remember_satisfied(&mut self, key: String) {

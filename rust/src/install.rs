@@ -268,7 +268,9 @@ async fn install(
     }
     profile.mark("requirements");
 
-    let interpreter = state.env.interpreter().clone();
+    // A cheap handle (an `Arc`) to borrow the interpreter and its tags from, while `state` changes.
+    let env = state.env.clone();
+    let interpreter = env.interpreter();
     if !args.break_system_packages {
         check_externally_managed(&state.env)?;
     }
@@ -286,7 +288,7 @@ async fn install(
 
     // The fast answer: does the environment already satisfy the request?
     let markers = state.markers.clone();
-    let tags = state.tags.clone();
+    let tags = state.tags().clone();
     let config_settings = ConfigSettings::default();
     let config_settings_package = PackageConfigSettings::default();
     let extra_build_requires = ExtraBuildRequires::default();
@@ -405,7 +407,7 @@ async fn install(
             &client,
             &cache,
             &build_constraints,
-            &interpreter,
+            interpreter,
             &index_locations,
             &flat_index,
             &dependency_metadata,
@@ -500,7 +502,7 @@ async fn install(
             .dependency_mode(dependency_mode)
             .build_options(build_options.clone())
             .build();
-        let python_requirement = PythonRequirement::from_interpreter(&interpreter);
+        let python_requirement = PythonRequirement::from_interpreter(interpreter);
         let resolver = Resolver::new(
             manifest,
             options,
