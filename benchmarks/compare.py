@@ -19,6 +19,7 @@ tool, and each tool's ratio to this engine, are printed and written as Markdown.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import json
 import os
@@ -137,7 +138,7 @@ class Worker:
         self.process.wait(timeout=30)
 
 
-class Tool:
+class Tool(abc.ABC):
     """One way of running ``pip install``: how to run a command, timed, and where it installs."""
 
     def __init__(self, name: str, link_args: str) -> None:
@@ -145,8 +146,9 @@ class Tool:
         self.link_args = link_args
         self.venv = ""
 
+    @abc.abstractmethod
     def install(self, args: str) -> float:
-        raise NotImplementedError
+        """Run ``pip install <args>`` and return the milliseconds it took."""
 
     def close(self) -> None:
         pass

@@ -216,7 +216,13 @@ impl Engine {
         }
         // uv's snapshots carry a copy of the interpreter each: keep them only for the
         // environments used most recently. The views themselves are kept.
-        let keep: Vec<EnvKey> = self.recent.iter().rev().take(KEEP_SNAPSHOTS).cloned().collect();
+        let keep: Vec<EnvKey> = self
+            .recent
+            .iter()
+            .rev()
+            .take(KEEP_SNAPSHOTS)
+            .cloned()
+            .collect();
         let mut evicted = false;
         for (key, state) in &mut self.envs {
             if !keep.contains(key) && !state.needs_rescan() {

@@ -103,6 +103,7 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
     let verbose = args.verbose > 0 || crate::logging::enabled();
     if !uninstall && !args.reinstall && !args.upgrade {
         // An install that is already satisfied is answered here, without waking the engine thread.
+        // The answer says whether the disk was checked, and the reply if nothing is to be done.
         let fast = with_engine_here(|engine| {
             let key = engine.environment(
                 args.python.as_deref(),
@@ -111,13 +112,13 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
                 &cwd,
             )?;
             if key.target.is_some() {
-                return Ok(None);
+                return Ok((false, None));
             }
             engine.last_env = Some(key.clone());
             let (_, _, state) = engine.parts(&key);
             let mut attempt = profile.clone();
             attempt.mark("environment");
-            Ok(install::already_satisfied(
+            let reply = install::already_satisfied(
                 state,
                 &key,
                 &args,
@@ -125,10 +126,14 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
                 &cwd,
                 policy,
                 &mut attempt,
-            ))
+            );
+            Ok((true, reply))
         })?;
-        if let Some(reply) = fast {
-            return Ok(reply);
+        match fast {
+            (_, Some(reply)) => return Ok(reply),
+            // The disk was just compared with the view; the engine thread need not do it again.
+            (true, None) => policy.check = false,
+            (false, None) => {}
         }
     }
     let command_text = request.command;
