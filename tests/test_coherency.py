@@ -221,3 +221,32 @@ def test_kept_index_pages_serve_warm_calls_without_refetching(venv, index):
     finally:
         policy.set_index_ttl(600)
     assert venv.metadata_version("alpha") == "1.1"
+
+
+@pytest.mark.skipif(UV is None, reason="the uv command is needed as the outside tool")
+def test_watch_mode_turns_outside_changes_into_patches(venv, index):
+    import time
+
+    base = "pip install --python %s -i %s " % (venv.python, index.url)
+    uv_ffi.install(base + "alpha==1.0", mode=policy.WATCH)
+    try:
+        before = dict(policy.counters)
+        engine_before = uv_ffi.get_counters(python=venv.python)
+        external_uv("install", "--python", venv.python, "-i", index.url, "delta==1.0")
+        deadline = time.time() + 10
+        while policy.counters["watch_patches"] == before["watch_patches"] and time.time() < deadline:
+            time.sleep(0.02)
+        assert policy.counters["watch_patches"] > before["watch_patches"], "the watcher sent no patch"
+        # The view was patched, not rebuilt: reading it without a disk check already shows delta.
+        value = _native_view(venv.python)
+        assert ["delta", "1.0"] in value["packages"]
+        assert uv_ffi.get_counters(python=venv.python)["patches"] > engine_before["patches"]
+        assert uv_ffi.get_site_packages_cache(python=venv.python) == disk_view(venv)
+    finally:
+        policy.set_policy(policy.VALIDATE)
+
+
+def _native_view(python):
+    from uv_ffi import _native
+
+    return _native.call("view_get", {"python": python, "check": False})

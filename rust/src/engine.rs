@@ -167,8 +167,15 @@ impl Engine {
         )
         .map_err(|err| FfiError::from_uv(ErrorKind::PythonNotFound, &err))?;
         let stamp = DirStamp::read_link(env.interpreter().sys_executable());
-        // A replaced interpreter invalidates everything known about its environments.
-        self.envs.retain(|key, _| key.root != env.root());
+        // A different interpreter at the same prefix (a recreated or upgraded environment)
+        // invalidates everything known about it; the same interpreter reached by another
+        // spelling of `--python` keeps its state.
+        let fresh = env.interpreter();
+        self.envs.retain(|key, state| {
+            key.root != env.root()
+                || (state.env.interpreter().sys_executable() == fresh.sys_executable()
+                    && state.env.interpreter().markers() == fresh.markers())
+        });
         self.pythons.insert(memo_key, (env.clone(), stamp));
         Ok(env)
     }
