@@ -16,10 +16,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import uv_ffi
 from uv_ffi import policy, sample_index
+from uv_ffi.demo import find_uv
 
 from conftest import Venv
 
-UV = shutil.which("uv")
+# The uv command from the test extra: on PATH, or wherever the `uv` package put its binary.
+UV = find_uv()
 VERSIONS = {"alpha": ["1.0", "1.1", "2.0"], "delta": ["1.0"], "beta": ["1.0"]}
 PAIRS = [(name, version) for name, versions in VERSIONS.items() for version in versions]
 
