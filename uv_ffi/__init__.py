@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import _native, errors, policy
+from . import _native, policy
 from .errors import (
     EnginePanic,
     ExternallyManaged,
