@@ -228,14 +228,7 @@ async fn install(
     // Requirements: arguments, `-r` files and `-c` files, read by uv's own reader.
     let mut sources = Vec::new();
     for package in &args.packages {
-        let requirement =
-            RequirementsTxtRequirement::parse(package, cwd, false).map_err(|err| {
-                FfiError::new(
-                    ErrorKind::InvalidRequirement,
-                    format!("Failed to parse: `{package}`\n  Caused by: {err}"),
-                )
-            })?;
-        sources.push(RequirementsSource::Package(requirement));
+        sources.push(RequirementsSource::Package(parse_argument(package, cwd)?));
     }
     for file in &args.requirements {
         sources.push(
@@ -672,6 +665,16 @@ async fn install(
 
 fn cached_pair(dist: &CachedDist) -> (String, String) {
     (dist.name().to_string(), dist.filename().version.to_string())
+}
+
+/// One requirement given on the command line (a specifier, URL or path), relative to `cwd`.
+pub fn parse_argument(package: &str, cwd: &Path) -> Result<RequirementsTxtRequirement> {
+    RequirementsTxtRequirement::parse(package, cwd, false).map_err(|err| {
+        FfiError::new(
+            ErrorKind::InvalidRequirement,
+            format!("Failed to parse: `{package}`\n  Caused by: {err}"),
+        )
+    })
 }
 
 /// Refuse to change an environment that is externally managed (PEP 668).

@@ -1,13 +1,14 @@
 //! The operations behind the C functions: one request type and one reply type each.
 //! Requests reject unknown fields so that a drifting caller fails loudly.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::command::InstallArgs;
 use crate::command::{self, Command};
-use crate::engine::{with_engine, with_engine_here};
+use crate::engine::{Engine, EnvKey, with_engine, with_engine_here};
 use crate::environment::{DirStamp, ViewCounters};
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::index::IndexCounters;
@@ -105,12 +106,7 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
         // An install that is already satisfied is answered here, without waking the engine thread.
         // The answer says whether the disk was checked, and the reply if nothing is to be done.
         let fast = with_engine_here(|engine| {
-            let key = engine.environment(
-                args.python.as_deref(),
-                args.system,
-                args.target.as_deref(),
-                &cwd,
-            )?;
+            let key = environment_of(engine, &args, &cwd)?;
             if key.target.is_some() {
                 return Ok((false, None));
             }
@@ -138,12 +134,7 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
     }
     let command_text = request.command;
     let reply = with_engine(move |engine, runtime| {
-        let key = engine.environment(
-            args.python.as_deref(),
-            args.system,
-            args.target.as_deref(),
-            &cwd,
-        )?;
+        let key = environment_of(engine, &args, &cwd)?;
         profile.mark("environment");
         if key.target.is_none() {
             engine.last_env = Some(key.clone());
@@ -176,6 +167,16 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
         crate::logging::print_changes(&reply.installed, &reply.removed);
     }
     Ok(reply)
+}
+
+/// The environment a command's options name.
+fn environment_of(engine: &mut Engine, args: &InstallArgs, cwd: &Path) -> Result<EnvKey> {
+    engine.environment(
+        args.python.as_deref(),
+        args.system,
+        args.target.as_deref(),
+        cwd,
+    )
 }
 
 #[derive(Deserialize)]

@@ -13,7 +13,9 @@ use crate::command::InstallArgs;
 use crate::engine::{EnvKey, Shared};
 use crate::environment::EnvState;
 use crate::error::{ErrorKind, FfiError, Result};
-use crate::install::{CallPolicy, InstallReply, check_externally_managed, installed_pair};
+use crate::install::{
+    CallPolicy, InstallReply, check_externally_managed, installed_pair, parse_argument,
+};
 use crate::profile::Profile;
 
 pub fn run(
@@ -85,14 +87,7 @@ pub fn run(
 async fn read_names(shared: &Shared, args: &InstallArgs, cwd: &Path) -> Result<Vec<PackageName>> {
     let mut names = Vec::new();
     for package in &args.packages {
-        let requirement =
-            RequirementsTxtRequirement::parse(package, cwd, false).map_err(|err| {
-                FfiError::new(
-                    ErrorKind::InvalidRequirement,
-                    format!("Failed to parse: `{package}`\n  Caused by: {err}"),
-                )
-            })?;
-        match requirement {
+        match parse_argument(package, cwd)? {
             RequirementsTxtRequirement::Named(requirement) => names.push(requirement.name),
             RequirementsTxtRequirement::Unnamed(_) => {
                 return Err(FfiError::new(
