@@ -230,29 +230,17 @@ async fn install(
     for package in &args.packages {
         sources.push(RequirementsSource::Package(parse_argument(package, cwd)?));
     }
-    for file in &args.requirements {
-        sources.push(
-            RequirementsSource::from_requirements_file(cwd.join(file))
-                .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?,
-        );
-    }
-    let mut constraint_sources = Vec::new();
-    for file in &args.constraints {
-        constraint_sources.push(
-            RequirementsSource::from_constraints_txt(cwd.join(file))
-                .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?,
-        );
-    }
-    let spec = RequirementsSpecification::from_sources(
-        &sources,
-        &constraint_sources,
-        &[],
-        &[],
-        None,
-        &shared.client_builder,
-    )
-    .await
-    .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?;
+    sources.extend(file_sources(
+        &args.requirements,
+        cwd,
+        RequirementsSource::from_requirements_file,
+    )?);
+    let constraints = file_sources(
+        &args.constraints,
+        cwd,
+        RequirementsSource::from_constraints_txt,
+    )?;
+    let spec = read_specification(shared, &sources, &constraints).await?;
     if !spec.source_trees.is_empty() || spec.pylock.is_some() || !spec.groups.is_empty() {
         return Err(FfiError::new(
             ErrorKind::InvalidCommand,
@@ -665,6 +653,37 @@ async fn install(
 
 fn cached_pair(dist: &CachedDist) -> (String, String) {
     (dist.name().to_string(), dist.filename().version.to_string())
+}
+
+/// `-r` / `-c` files (relative to `cwd`) as uv's requirement sources.
+pub fn file_sources(
+    files: &[String],
+    cwd: &Path,
+    source: fn(PathBuf) -> anyhow::Result<RequirementsSource>,
+) -> Result<Vec<RequirementsSource>> {
+    files
+        .iter()
+        .map(|file| source(cwd.join(file)))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))
+}
+
+/// Read requirement and constraint sources with uv's own reader.
+pub async fn read_specification(
+    shared: &Shared,
+    sources: &[RequirementsSource],
+    constraints: &[RequirementsSource],
+) -> Result<RequirementsSpecification> {
+    RequirementsSpecification::from_sources(
+        sources,
+        constraints,
+        &[],
+        &[],
+        None,
+        &shared.client_builder,
+    )
+    .await
+    .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))
 }
 
 /// One requirement given on the command line (a specifier, URL or path), relative to `cwd`.

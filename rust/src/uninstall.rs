@@ -6,7 +6,7 @@ use std::path::Path;
 use tokio::runtime::Runtime;
 use uv_distribution_types::{InstalledDist, UnresolvedRequirement};
 use uv_normalize::PackageName;
-use uv_requirements::{RequirementsSource, RequirementsSpecification};
+use uv_requirements::RequirementsSource;
 use uv_requirements_txt::RequirementsTxtRequirement;
 
 use crate::command::InstallArgs;
@@ -14,7 +14,8 @@ use crate::engine::{EnvKey, Shared};
 use crate::environment::EnvState;
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::install::{
-    CallPolicy, InstallReply, check_externally_managed, installed_pair, parse_argument,
+    CallPolicy, InstallReply, check_externally_managed, file_sources, installed_pair,
+    parse_argument, read_specification,
 };
 use crate::profile::Profile;
 
@@ -98,22 +99,12 @@ async fn read_names(shared: &Shared, args: &InstallArgs, cwd: &Path) -> Result<V
         }
     }
     if !args.requirements.is_empty() {
-        let sources = args
-            .requirements
-            .iter()
-            .map(|file| RequirementsSource::from_requirements_file(cwd.join(file)))
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?;
-        let spec = RequirementsSpecification::from_sources(
-            &sources,
-            &[],
-            &[],
-            &[],
-            None,
-            &shared.client_builder,
-        )
-        .await
-        .map_err(|err| FfiError::from_anyhow(ErrorKind::InvalidRequirement, &err))?;
+        let sources = file_sources(
+            &args.requirements,
+            cwd,
+            RequirementsSource::from_requirements_file,
+        )?;
+        let spec = read_specification(shared, &sources, &[]).await?;
         for entry in spec.requirements {
             match entry.requirement {
                 UnresolvedRequirement::Named(requirement) => names.push(requirement.name),
