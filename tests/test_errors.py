@@ -26,15 +26,15 @@ def closed_port_url() -> str:
 BAD_COMMANDS = {
     "malformed requirement": ("{base} 'alpha=='", 2, "Failed to parse"),
     "unknown flag": ("{base} --frobnicate alpha", 2, "--frobnicate"),
-    "unsupported command": ("pip freeze --python {python}", 2, "pip freeze"),
-    "missing package": ("{base}", 2, "at least one package"),
+    "command that must not run in a host": ("run --python {python} python -V", 2, "cannot run inside a host process"),
+    "missing package": ("{base}", 2, "the following required arguments were not provided"),
     "package that does not exist": ("{base} no-such-package", 1, "not found in the package registry"),
     "unsatisfiable version": ("{base} alpha==9.9", 1, "No solution found when resolving dependencies"),
     "conflicting requirements": ("{base} beta==2.0 alpha==1.0", 1, "No solution found"),
     "index that is down": ("pip install --python {python} -i {down} alpha==2.0", 1, "127.0.0.1"),
     "python that does not exist": ("pip install --python /no/such/python -i {url} alpha", 1, "/no/such/python"),
     "python that is not a python": ("pip install --python {not_python} -i {url} alpha", 1, "not_python"),
-    "empty command": ("", 2, "empty"),
+    "empty command": ("", 2, "Usage: uv"),
     "unterminated quote": ("{base} 'alpha", 2, "Unterminated"),
     "requirements file that does not exist": ("{base} -r /no/such/requirements.txt", 2, "requirements.txt"),
 }

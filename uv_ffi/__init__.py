@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _native, policy
 from .errors import (
+    CommandFailed,
     EnginePanic,
     ExternallyManaged,
     IndexUnavailable,
@@ -36,6 +38,7 @@ UV_VERSION = "0.12.5"
 Pair = Tuple[str, str]
 
 __all__ = [
+    "CommandFailed",
     "EnginePanic",
     "ExternallyManaged",
     "IndexUnavailable",
@@ -54,22 +57,32 @@ __all__ = [
     "parse_command",
     "patch_site_packages_cache",
     "run",
+    "run_capture",
     "set_policy",
 ]
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one command did. ``installed``/``removed`` hold sorted ``(name, version)`` pairs."""
+    """What one command did. ``installed``/``removed`` hold sorted ``(name, version)`` pairs.
+
+    ``engine`` says who ran it: ``"warm"`` (the resident engine), ``"uv"`` (uv's own command line
+    in this process) or ``"printed"`` (uv's parser answered, e.g. ``--help``). ``stdout`` and
+    ``stderr`` hold what uv printed (the warm engine prints nothing). ``environment`` is the
+    prefix of the environment acted on, or None for commands that name none.
+    """
 
     installed: Tuple[Pair, ...]
     removed: Tuple[Pair, ...]
-    environment: str
+    environment: Optional[str]
     target: Optional[str]
     satisfied: bool
     dry_run: bool
     timings_us: Tuple[Tuple[str, int], ...]
     exit_code: int = 0
+    engine: str = "warm"
+    stdout: str = ""
+    stderr: str = ""
 
     @classmethod
     def from_json(cls, value: dict) -> "RunResult":
@@ -82,15 +95,28 @@ class RunResult:
             dry_run=value["dry_run"],
             timings_us=tuple((p, t) for p, t in value["timings_us"]),
             exit_code=value["exit_code"],
+            engine=value["engine"],
+            stdout=value["stdout"],
+            stderr=value["stderr"],
         )
 
 
-def _run_value(cmd: str, mode: Optional[str], cwd: Optional[str]) -> dict:
+Command = Union[str, Sequence[str]]
+
+
+def _command_field(cmd: Command) -> str:
+    """The request's command as JSON: ``"command": "..."`` for a line, ``"argv": [...]`` for words."""
+    if isinstance(cmd, str):
+        return '"command":%s' % json.dumps(cmd)
+    return '"argv":%s' % json.dumps([os.fspath(word) for word in cmd])
+
+
+def _run_value(cmd: Command, mode: Optional[str], cwd: Optional[str]) -> dict:
     """Run a command and return the reply's value, applying the policy (checks, retries)."""
     mode = policy.resolve(mode)
     # Built by hand: this is the hot path of every call, and the fields are fixed.
-    request = '{"command":%s,"check":%s,"heal":true,"index_ttl_ms":%d%s' % (
-        json.dumps(cmd),
+    request = '{%s,"check":%s,"heal":true,"index_ttl_ms":%d%s' % (
+        _command_field(cmd),
         "true" if policy.check_before_use(mode) else "false",
         int(policy.get_index_ttl() * 1000),
         ',"cwd":%s' % json.dumps(os.fspath(cwd)) if cwd is not None else "",
@@ -104,27 +130,46 @@ def _run_value(cmd: str, mode: Optional[str], cwd: Optional[str]) -> dict:
         # since) may change the answer. Read the pages again and try once more.
         policy.bump("index_retries")
         value = _native.call_json("run", (request + ',"fresh_index":true}').encode("utf-8"))
-    if mode == policy.WATCH and value["target"] is None:
+    if mode == policy.WATCH and value["environment"] is not None and value["target"] is None:
         policy.watch_environment(value["environment"])
     return value
 
 
-def install(cmd: str, *, mode: Optional[str] = None, cwd: Optional[str] = None) -> RunResult:
-    """Run ``pip install ...`` (or ``pip uninstall ...``) in-process; raise a
+def install(cmd: Command, *, mode: Optional[str] = None, cwd: Optional[str] = None) -> RunResult:
+    """Run a uv command in-process (``"pip install ..."``, or a list of words); raise a
     :class:`UvFfiError` subclass on failure.
 
-    ``mode`` overrides the coherency policy for this call (``trust``, ``validate``, ``watch``).
+    ``pip install`` / ``pip uninstall`` run on the warm engine whenever it honours every option
+    given; anything else runs through uv's own command line in this process, with the same
+    result uv would give. ``mode`` overrides the coherency policy for this call (``trust``,
+    ``validate``, ``watch``).
     """
     return RunResult.from_json(_run_value(cmd, mode, cwd))
 
 
-def run(cmd: str) -> Tuple[int, List[Pair], List[Pair], str]:
+def _echo(value: dict) -> None:
+    """Write what uv printed to Python's streams (so notebooks and redirections see it), for
+    commands whose purpose is output; commands that change an environment stay silent, as the
+    warm engine does."""
+    if value["environment"] is not None and value["engine"] != "printed":
+        return
+    if value["stdout"]:
+        sys.stdout.write(value["stdout"])
+    if value["stderr"]:
+        sys.stderr.write(value["stderr"])
+
+
+def run(cmd: Command) -> Tuple[int, List[Pair], List[Pair], str]:
     """Upstream-compatible: ``(exit_code, installed, removed, error)``; never raises for a
     failed command (``error`` holds uv's explanation, ``""`` on success)."""
     try:
         value = _run_value(cmd, None, None)
     except UvFfiError as exc:
         return exc.exit_code, [], [], exc.full_text()
+    if value["exit_code"] != 0:
+        # uv's parser printed help instead of running anything (`uv` alone, `uv pip`).
+        return value["exit_code"], [], [], value["stderr"].rstrip("\n")
+    _echo(value)
     return (
         value["exit_code"],
         [(n, v) for n, v in value["installed"]],
@@ -133,9 +178,15 @@ def run(cmd: str) -> Tuple[int, List[Pair], List[Pair], str]:
     )
 
 
-def parse_command(cmd: str) -> dict:
-    """Tokenize and parse a command without running it: ``{"argv": [...], "parsed": {...}}``."""
-    return _native.call("parse", {"command": cmd})
+#: Upstream's name for :func:`run`.
+run_capture = run
+
+
+def parse_command(cmd: Command) -> dict:
+    """Understand a command without running it: ``{"argv", "fast", "route", "warm", "explicit"}``
+    (see ``uv_ffi_parse`` in the header)."""
+    key = "command" if isinstance(cmd, str) else "argv"
+    return _native.call("parse", {key: cmd if isinstance(cmd, str) else list(cmd)})
 
 
 def _env_request(python: Optional[str], **extra) -> dict:

@@ -14,20 +14,32 @@ def _run(words: List[str]) -> int:
     if words and words[0] == "--":
         words = words[1:]
     try:
-        result = install(shlex.join(words) if hasattr(shlex, "join") else " ".join(map(shlex.quote, words)))
+        result = install(words)
     except UvFfiError as exc:
-        print("error: " + exc.full_text(), file=sys.stderr)
+        if getattr(exc, "stdout", ""):
+            sys.stdout.write(exc.stdout)
+        text = exc.full_text()
+        # uv's own messages carry their prefix ("error:", "  ×"); the engine's carry none.
+        plain = exc.kind not in ("failed", "invalid_command") or not text.lstrip().startswith(("error", "×"))
+        print(("error: " + text) if plain else text, file=sys.stderr)
         return exc.exit_code
-    if result.satisfied:
-        print("Already satisfied", file=sys.stderr)
-    for name, version in result.removed:
-        print(" - %s==%s" % (name, version))
-    for name, version in result.installed:
-        print(" + %s==%s" % (name, version))
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    if result.engine == "warm":
+        if result.satisfied:
+            print("Already satisfied", file=sys.stderr)
+        for name, version in result.removed:
+            print(" - %s==%s" % (name, version))
+        for name, version in result.installed:
+            print(" + %s==%s" % (name, version))
     return result.exit_code
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:
+        # Everything after `run` is uv's command line, options included (`run --version`).
+        return _run(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m uv_ffi", description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
     run = sub.add_parser("run", help="run one command through the engine, e.g. run pip install rich")

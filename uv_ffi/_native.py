@@ -12,7 +12,7 @@ from . import errors
 from ._native_ffi import ffi
 
 #: The ABI version this facade speaks; the library must report the same.
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 
 def _library_path() -> str:

@@ -28,7 +28,10 @@ class UvFfiError(Exception):
         self.retry = retry
 
     def full_text(self) -> str:
-        """The message followed by one ``hint:`` line per hint, as uv's CLI prints them."""
+        """The message followed by one ``hint:`` line per hint, as uv's CLI prints them.
+
+        Messages from uv's own parser and command line already carry uv's ``error:`` prefix
+        where uv prints one; the engine's own messages carry none."""
         lines = [self.message]
         lines.extend("hint: " + hint for hint in self.hints)
         return "\n".join(lines)
@@ -70,6 +73,17 @@ class InstallError(UvFfiError):
     kind = "install"
 
 
+class CommandFailed(UvFfiError):
+    """A command run through uv's own command line ended with a non-zero exit code.
+
+    ``message`` is what uv printed to stderr; ``stdout`` and ``stderr`` hold its whole output.
+    """
+
+    kind = "failed"
+    stdout = ""
+    stderr = ""
+
+
 class EnginePanic(UvFfiError):
     """The engine panicked; the panic was caught at the boundary."""
 
@@ -86,6 +100,7 @@ _BY_KIND: Dict[str, Type[UvFfiError]] = {
     "index": IndexUnavailable,
     "install": InstallError,
     "panic": EnginePanic,
+    "failed": CommandFailed,
 }
 
 
@@ -99,4 +114,7 @@ def from_reply(error: dict) -> UvFfiError:
         error.get("retry"),
     )
     exc.kind = error.get("kind", "internal")
+    if "stdout" in error or "stderr" in error:
+        exc.stdout = error.get("stdout") or ""
+        exc.stderr = error.get("stderr") or ""
     return exc

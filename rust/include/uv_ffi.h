@@ -1,9 +1,15 @@
 /*
  * uv_ffi.h -- the C ABI of uv-ffi: uv's resolver and installer kept resident in memory.
  *
- * This header is the only place the functions are declared; build_ffi.py feeds it to cffi.
- * Keep it plain C declarations: cffi's parser reads everything below except '#' lines.
- * The request and reply schemas are documented in docs/abi.md.
+ * This header is the only place the functions are declared, and the only place their JSON
+ * requests and replies are documented; build_ffi.py feeds it to cffi. Keep it plain C
+ * declarations: cffi's parser reads everything below except '#' lines. tests/test_header.py
+ * fails when a function or a JSON field of the library is missing here, or the other way round.
+ *
+ * ABI version (uv_ffi_info's "abi_version"): bumped whenever a function is removed or renamed,
+ * a request field changes meaning, or a reply field is removed or changes type (a new optional
+ * request field or a new reply field does not bump it). The Python package refuses to load a
+ * library whose version differs from its own.
  *
  * Conventions
  *   - Every uv_ffi_* function takes one borrowed, NUL-terminated UTF-8 JSON request and returns
@@ -12,13 +18,16 @@
  *   - Every reply is an envelope:
  *       {"ok": true,  "value": {...}}
  *       {"ok": false, "error": {"kind": str, "message": str, "hints": [str], "exit_code": int,
- *                             "retry"?: "fresh_index"}}
+ *                             "retry"?: "fresh_index", "stdout"?: str, "stderr"?: str}}
  *     kind is one of: invalid_json, invalid_command, invalid_requirement, python_not_found,
- *     externally_managed, resolution, index, install, panic, internal.
+ *     externally_managed, resolution, index, install, panic, failed, internal.
+ *     "failed": a command run through uv's own command line ended with a non-zero exit code;
+ *     message is what it printed to stderr, and stdout/stderr hold its whole output.
  *   - No panic crosses this boundary: a panic is caught and answered with kind "panic".
  *   - Calls may come from any thread; work runs on the engine's own thread, one call at a time.
  *   - Nothing is printed unless asked (a command's -v, or UV_FFI_LOG=1; UV_FFI_PROFILE=1 prints
- *     per-phase timings to stderr).
+ *     per-phase timings to stderr). Commands run through uv's own command line have their
+ *     output captured into the reply (file descriptors 1 and 2 are redirected for that call).
  */
 #ifndef UV_FFI_H
 #define UV_FFI_H
@@ -30,22 +39,43 @@ extern "C" {
 /* Request {}.  Value {"abi_version": int, "version": str, "uv_version": str}. */
 char *uv_ffi_info(const char *request);
 
-/* Request {"command": str}.  Tokenize (shell rules) and parse without running.
- * Value {"argv": [str], "parsed": {"command": "pip_install", ...options}}. */
+/* Request {"command"?: str, "argv"?: [str], "cwd"?: str}: exactly one of command (a command
+ * line, split by shell rules) and argv (the words).  Understands the command as uv 0.12.5
+ * would, without running it.
+ * Value {"argv": [str], "fast": {"command": "pip_install"|"pip_uninstall", ...}|null,
+ *        "route": "warm"|"uv"|"printed"|"error", "warm": {...}|null, "explicit": [str],
+ *        "error": str|null}.
+ * fast: the hot path's own parser (null where it leaves the command to uv's parser); warm: the
+ * warm engine's arguments as read from uv's parse when route is "warm"; explicit: the clap ids
+ * of the options given on the command line or through their UV_* variables; error: uv's
+ * message when its parser refuses the command. */
 char *uv_ffi_parse(const char *request);
 
-/* Request {"command": str, "cwd"?: str, "check"?: bool = true, "heal"?: bool = true,
- *          "fresh_index"?: bool = false, "index_ttl_ms"?: int = 600000}.
- * Runs the command ("pip install ..." or "pip uninstall ..."). check: compare the environment's fingerprint with the
- * disk before trusting the view; heal: rescan and retry once if an install meets a view that
- * disagrees with the disk.  Index pages read by a call are kept in memory for later calls with
- * the same interpreter and indexes, for at most index_ttl_ms; fresh_index reads them again (and
+/* Request {"command"?: str, "argv"?: [str], "cwd"?: str, "check"?: bool = true,
+ *          "heal"?: bool = true, "fresh_index"?: bool = false, "index_ttl_ms"?: int = 600000}.
+ * Runs any uv command (an optional leading "uv", then what a user would type after it).
+ * "pip install" and "pip uninstall" run on the warm engine when it honours every option given,
+ * no uv configuration file applies and no UV_* variable it does not read is set; anything else
+ * runs through uv's own command line in this process ("engine": "uv"), and --help/--version are
+ * answered by uv's parser ("engine": "printed").  Commands that would change the host process
+ * (run, tool run, add, publish, auth, --directory) are refused with kind invalid_command.
+ * command/argv: exactly one (see uv_ffi_parse).  cwd: the directory relative paths are resolved
+ * against (the process's by default; commands run through uv's command line require the
+ * process's own).  check: compare the environment's fingerprint with the disk before trusting
+ * the view; heal: rescan and retry once if an install meets a view that disagrees with the
+ * disk.  Index pages read by a call are kept in memory for later calls with the same
+ * interpreter and indexes, for at most index_ttl_ms; fresh_index reads them again (and
  * revalidates the HTTP cache).  An error from a call that used kept pages carries
  * "retry": "fresh_index": the same call may succeed with fresh pages.
- * Value {"exit_code": 0, "installed": [[name, version]], "removed": [[name, version]],
- *        "error": "", "environment": str, "target": str|null, "satisfied": bool,
- *        "dry_run": bool, "timings_us": [[phase, int]]}.  Names are PEP 503-normalised and
- * both lists are sorted.  A failure is an error envelope whose message is uv's own text. */
+ * Value {"exit_code": int, "installed": [[name, version]], "removed": [[name, version]],
+ *        "error": "", "environment": str|null, "target": str|null, "satisfied": bool,
+ *        "dry_run": bool, "timings_us": [[phase, int]], "engine": "warm"|"uv"|"printed",
+ *        "stdout": str, "stderr": str}.
+ * Names are PEP 503-normalised and both lists are sorted; for commands run through uv's command
+ * line they are the difference between the environment's view before and after.  environment:
+ * the prefix acted on (null for commands that name none).  stdout/stderr: what uv printed (the
+ * warm engine prints nothing).  exit_code is non-zero only for "printed" (uv alone, uv pip);
+ * any other failure is an error envelope whose message is uv's own text. */
 char *uv_ffi_run(const char *request);
 
 /* Request {"python"?: str, "check"?: bool = false}.  Without python: the environment of the
@@ -54,16 +84,18 @@ char *uv_ffi_run(const char *request);
  * "heals": int}, "index_counters": {"reused", "fresh", "dropped_after_failure", "expired": int}}. */
 char *uv_ffi_view_get(const char *request);
 
-/* Request {"python"?: str, "installed": [[name, version]], "removed": [[name, version]]}.
+/* Request {"python"?: str, "installed"?: [[name, version]], "removed"?: [[name, version]]}.
  * Removals are applied first.  The next check lists the folders to confirm the disk agrees,
  * so a wrong patch costs a rescan, never a wrong view (except under check=false).
  * Value {"patched": bool} (false: no live view, nothing done). */
 char *uv_ffi_view_patch(const char *request);
 
-/* Request {"python"?: str}.  The next use rescans.  Value {"invalidated": bool}. */
+/* Request {"python"?: str, "check"?: bool (ignored)}.  The next use rescans.
+ * Value {"invalidated": bool}. */
 char *uv_ffi_view_invalidate(const char *request);
 
-/* Request {"python"?: str}.  Value {"environment": str|null, "site_packages": [{"path": str,
+/* Request {"python"?: str, "check"?: bool (ignored)}.
+ * Value {"environment": str|null, "site_packages": [{"path": str,
  * "exists": bool, "dev": int, "ino": int, "mtime_ns": int, "ctime_ns": int}]}. */
 char *uv_ffi_view_fingerprint(const char *request);
 
@@ -76,8 +108,10 @@ char *uv_ffi_debug_panic(const char *request);
 /* Free a reply returned by any uv_ffi_* function.  NULL is allowed. */
 void uv_ffi_string_free(char *text);
 
-/* Upstream-compatible: run cmd and write {"installed": [[n, v]], "removed": [[n, v]],
- * "error": str} into out_json (NUL-terminated, at most max_out bytes including the NUL).
+/* Upstream-compatible: run cmd (any command, as uv_ffi_run) and write {"installed": [[n, v]],
+ * "removed": [[n, v]], "error": str, "stdout"?: str} into out_json (NUL-terminated, at most
+ * max_out bytes including the NUL).  stdout is present when the command printed something and
+ * it fits; otherwise it is left out.
  * Returns the command's exit code (0 success, 1 failure, 2 usage error), or
  *   -1  cmd or out_json is NULL, or max_out < 64: nothing was run;
  *   -2  the command ran but its reply does not fit: out_json holds

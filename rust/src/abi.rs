@@ -102,27 +102,39 @@ pub unsafe extern "C" fn omnipkg_uv_run_c(
     let outcome = std::panic::catch_unwind(|| {
         // SAFETY: `cmd` is non-NULL and NUL-terminated per the contract.
         let line = unsafe { guard::read_input(cmd) }?;
-        ops::run(ops::RunRequest {
-            command: line.to_string(),
-            cwd: None,
-            check: true,
-            heal: true,
-            fresh_index: false,
-            index_ttl_ms: ops::default_index_ttl_ms(),
-        })
+        ops::run(ops::RunRequest::with_defaults(line.to_string()))
     })
     .unwrap_or_else(|payload| Err(guard::panic_error(payload.as_ref())));
-    let (code, text) = match outcome {
+    let (code, installed, removed, error, stdout) = match outcome {
         Ok(reply) => (
             reply.exit_code,
-            serde_json::json!({"installed": reply.installed, "removed": reply.removed, "error": ""}),
+            reply.installed,
+            reply.removed,
+            String::new(),
+            reply.stdout,
         ),
         Err(err) => (
             err.exit_code,
-            serde_json::json!({"installed": [], "removed": [], "error": err.message}),
+            Vec::new(),
+            Vec::new(),
+            err.message,
+            err.stdout.unwrap_or_default(),
         ),
     };
-    let text = text.to_string();
+    let mut reply = serde_json::json!({"installed": installed, "removed": removed, "error": error});
+    let without_stdout = reply.to_string();
+    // What the command printed travels too, when there is any and it fits.
+    let text = if stdout.is_empty() {
+        without_stdout
+    } else {
+        reply["stdout"] = serde_json::Value::String(stdout);
+        let with_stdout = reply.to_string();
+        if with_stdout.len() < usize::try_from(max_out).unwrap_or(0) {
+            with_stdout
+        } else {
+            without_stdout
+        }
+    };
     let capacity = usize::try_from(max_out).unwrap_or(0);
     let (code, bytes) = if text.len() < capacity {
         (code, text)

@@ -22,7 +22,9 @@ use uv_python::{
 use crate::environment::{DirStamp, EnvState};
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::guard::panic_error;
+use crate::command::InstallArgs;
 use crate::index::KeptIndexes;
+use crate::network::NetworkKey;
 
 /// Where an environment lives: its prefix, and the `--target` folder if any.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -31,7 +33,8 @@ pub struct EnvKey {
     pub target: Option<PathBuf>,
 }
 
-/// What every call shares: the cache and the HTTP client whose connection pools stay warm.
+/// What one call uses besides its environment: the cache folder it names and the HTTP client
+/// for its network settings, both kept warm between calls (cheap handles, cloned per call).
 pub struct Shared {
     pub cache: Cache,
     pub client_builder: BaseClientBuilder<'static>,
@@ -40,7 +43,14 @@ pub struct Shared {
 }
 
 pub struct Engine {
-    pub shared: Shared,
+    /// The cache named by `UV_CACHE_DIR` (or uv's default) when the engine started; interpreter
+    /// facts are kept there.
+    default_cache: Cache,
+    /// Caches by folder (`--cache-dir`, `UV_CACHE_DIR`), each holding uv's shared lock.
+    caches: HashMap<PathBuf, Cache>,
+    /// Warm HTTP clients, one per network configuration.
+    clients: HashMap<NetworkKey, (BaseClientBuilder<'static>, BaseClient)>,
+    concurrency: Concurrency,
     /// Index pages kept between calls, per interpreter and index configuration.
     pub indexes: KeptIndexes,
     /// `--python` requests already answered, with the executable's stamp to notice a replacement.
@@ -59,34 +69,44 @@ const KEEP_SNAPSHOTS: usize = 4;
 
 impl Engine {
     async fn start() -> Result<Self> {
-        let cache = Cache::from_path(cache_dir())
-            .init()
-            .await
-            .map_err(|err| FfiError::from_uv(ErrorKind::Internal, &err))?;
-        let mut client_builder =
-            BaseClientBuilder::default().cache_read_concurrency(worker_threads());
-        if let Some(retries) = std::env::var("UV_HTTP_RETRIES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            client_builder = client_builder.retries(retries);
-        }
-        let base_client = client_builder
-            .build()
-            .map_err(|err| FfiError::from_uv(ErrorKind::Internal, &err))?;
+        let dir = cache_dir(None);
+        let default_cache = init_cache(&dir).await?;
         Ok(Self {
-            shared: Shared {
-                cache,
-                client_builder,
-                base_client,
-                concurrency: Concurrency::default(),
-            },
+            caches: HashMap::from([(dir, default_cache.clone())]),
+            default_cache,
+            clients: HashMap::new(),
+            concurrency: Concurrency::default(),
             indexes: KeptIndexes::default(),
             pythons: HashMap::new(),
             envs: HashMap::new(),
             last_env: None,
             refresh_index: false,
             recent: std::collections::VecDeque::new(),
+        })
+    }
+
+    /// The cache and HTTP client a call's options and environment select, built on first use.
+    pub fn shared_for(&mut self, args: &InstallArgs, runtime: &Runtime) -> Result<Shared> {
+        let dir = cache_dir(args.cache_dir.as_deref());
+        let cache = match self.caches.get(&dir) {
+            Some(cache) => cache.clone(),
+            None => {
+                let cache = runtime.block_on(init_cache(&dir))?;
+                self.caches.insert(dir, cache.clone());
+                cache
+            }
+        };
+        let key = NetworkKey::for_call(args)?;
+        if !self.clients.contains_key(&key) {
+            let client = key.build(worker_threads())?;
+            self.clients.insert(key.clone(), client);
+        }
+        let (client_builder, base_client) = self.clients[&key].clone();
+        Ok(Shared {
+            cache,
+            client_builder,
+            base_client,
+            concurrency: self.concurrency.clone(),
         })
     }
 
@@ -163,7 +183,7 @@ impl Engine {
             &request,
             EnvironmentPreference::from_system_flag(system, true),
             PythonPreference::default().with_system_flag(system),
-            &self.shared.cache,
+            &self.default_cache,
         )
         .map_err(|err| FfiError::from_uv(ErrorKind::PythonNotFound, &err))?;
         let stamp = DirStamp::read_link(env.interpreter().sys_executable());
@@ -180,13 +200,27 @@ impl Engine {
         Ok(env)
     }
 
-    /// The shared parts, the kept index pages and one environment's state, borrowed together.
-    pub fn parts(&mut self, key: &EnvKey) -> (&Shared, &mut KeptIndexes, &mut EnvState) {
+    /// The kept index pages and one environment's state, borrowed together.
+    pub fn parts(&mut self, key: &EnvKey) -> (&mut KeptIndexes, &mut EnvState) {
         let state = self
             .envs
             .get_mut(key)
             .expect("environment() registers every key it returns");
-        (&self.shared, &mut self.indexes, state)
+        (&mut self.indexes, state)
+    }
+
+    /// Drop every view: a command run through uv's own command line may have changed any
+    /// environment. The next use of each rescans (the interpreter lookups stay: a recreated
+    /// environment is noticed by its executable's stamp).
+    pub fn forget_everything_on_disk(&mut self) {
+        for state in self.envs.values_mut() {
+            state.invalidate();
+        }
+    }
+
+    /// The state of an environment found earlier, if it is still known.
+    pub fn environment_again(&mut self, key: &EnvKey) -> Option<&mut EnvState> {
+        self.envs.get_mut(key)
     }
 
     /// Forget which interpreters `--python` requests found, for an environment's prefix.
@@ -402,6 +436,44 @@ where
     })?
 }
 
+/// Run `work` on the engine thread after stopping the engine: its caches, clients and views are
+/// dropped (releasing its cache locks) and it starts again on the next call.
+pub fn with_engine_stopped<T, F>(work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Runtime) -> Result<T> + Send + 'static,
+{
+    let handle = HANDLE
+        .get_or_init(spawn_engine)
+        .as_ref()
+        .map_err(|msg| FfiError::new(ErrorKind::Internal, msg.clone()))?;
+    let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
+    let job: Job = Box::new(move |runtime| {
+        let outcome = match runtime {
+            Ok(runtime) => {
+                let mut guard = lock_engine();
+                *guard = None;
+                catch_unwind(AssertUnwindSafe(|| work(runtime)))
+                    .unwrap_or_else(|payload| Err(panic_error(payload.as_ref())))
+            }
+            Err(message) => Err(FfiError::new(ErrorKind::Internal, message)),
+        };
+        let _ = reply.send(outcome);
+    });
+    handle
+        .jobs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .send(job)
+        .map_err(|_| FfiError::new(ErrorKind::Internal, "The engine thread has stopped"))?;
+    answer.recv().map_err(|_| {
+        FfiError::new(
+            ErrorKind::Internal,
+            "The engine thread stopped before answering",
+        )
+    })?
+}
+
 /// Run synchronous `work` on the caller's thread, starting the engine first if needed.
 pub fn with_engine_here<T>(work: impl FnOnce(&mut Engine) -> Result<T>) -> Result<T> {
     {
@@ -437,9 +509,12 @@ fn worker_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
-/// The same cache folder uv's CLI uses (`UV_CACHE_DIR`, else the user cache folder), so the
-/// engine and the `uv` command share downloaded and unpacked wheels.
-fn cache_dir() -> PathBuf {
+/// The cache folder a call names (`--cache-dir`), else `UV_CACHE_DIR`, else uv's default, as
+/// uv's CLI chooses it, so the engine and the `uv` command share downloaded and unpacked wheels.
+fn cache_dir(given: Option<&str>) -> PathBuf {
+    if let Some(dir) = given.filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     if let Some(dir) = std::env::var_os("UV_CACHE_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
@@ -447,6 +522,13 @@ fn cache_dir() -> PathBuf {
         return dir;
     }
     uv_dirs::user_cache_dir().unwrap_or_else(|| PathBuf::from(".uv_cache"))
+}
+
+async fn init_cache(dir: &Path) -> Result<Cache> {
+    Cache::from_path(dir)
+        .init()
+        .await
+        .map_err(|err| FfiError::from_uv(ErrorKind::Internal, &err))
 }
 
 pub fn current_dir() -> Result<PathBuf> {

@@ -27,6 +27,12 @@ pub enum ErrorKind {
     Install,
     /// A panic inside the engine, caught at the boundary.
     Panic,
+    /// A command run through uv's own command line reported a failure; the message is what it
+    /// printed to stderr, and the error carries `stdout`/`stderr` too.
+    Failed,
+    /// Internal signal, never sent to a caller: the warm engine cannot honour this request after
+    /// all, and uv's own command line runs it instead.
+    DeferToUv,
     /// Anything else.
     Internal,
 }
@@ -52,6 +58,11 @@ pub struct FfiError {
     /// index pages kept from earlier calls, and a newer page may change the answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<&'static str>,
+    /// What uv's command line printed, for errors of kind `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
 }
 
 impl FfiError {
@@ -62,6 +73,22 @@ impl FfiError {
             hints: Vec::new(),
             exit_code: kind.exit_code(),
             retry: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+
+    /// A command run through uv's command line that ended with a non-zero exit code.
+    pub fn failed(exit_code: i32, printed: crate::capture::Printed) -> Self {
+        let message = strip_ansi(printed.stderr.trim_end());
+        Self {
+            kind: ErrorKind::Failed,
+            message,
+            hints: Vec::new(),
+            exit_code,
+            retry: None,
+            stdout: Some(printed.stdout),
+            stderr: Some(printed.stderr),
         }
     }
 
@@ -69,11 +96,8 @@ impl FfiError {
     pub fn from_uv(kind: ErrorKind, err: &(dyn StdError + 'static)) -> Self {
         let (message, hints) = render(err);
         Self {
-            kind,
-            message,
             hints,
-            exit_code: kind.exit_code(),
-            retry: None,
+            ..Self::new(kind, message)
         }
     }
 
@@ -147,6 +171,27 @@ fn render(err: &(dyn StdError + 'static)) -> (String, Vec<String>) {
         strip_ansi(&text),
         hints.iter().map(|h| strip_ansi(h)).collect(),
     )
+}
+
+/// An error that escaped uv's command line, rendered as uv's `main` prints it: `error: ...`,
+/// one `Caused by: ...` line per cause, then the hints; without colour.
+pub fn render_chain(err: &anyhow::Error) -> String {
+    let mut hints = Vec::new();
+    for cause in err.chain() {
+        collect_hints(cause, &mut hints);
+    }
+    hints.dedup();
+    let mut found = uv_errors::Hints::none();
+    for hint in hints {
+        found.push(hint);
+    }
+    let mut text = String::new();
+    let _ = uv_errors::write_error_chain_with_options(
+        err.as_ref(),
+        found,
+        uv_errors::ErrorOptions::default().with_stream(&mut text),
+    );
+    strip_ansi(&text)
 }
 
 /// Collect the hints uv attaches to its public error types.

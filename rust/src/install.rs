@@ -11,8 +11,8 @@ use tokio::runtime::Runtime;
 use uv_cache::Refresh;
 use uv_client::{FlatIndexClient, RegistryClient, RegistryClientBuilder};
 use uv_configuration::{
-    BuildOptions, Constraints, Excludes, HashCheckingMode, IndexStrategy, NoSources, Overrides,
-    Reinstall, Upgrade,
+    BuildOptions, Constraints, Excludes, HashCheckingMode, IndexStrategy, NoBinary, NoBuild,
+    NoSources, Overrides, PackageNameSpecifier, Reinstall, Upgrade,
 };
 use uv_dispatch::{BuildDispatch, SharedState};
 use uv_distribution::DistributionDatabase;
@@ -31,7 +31,7 @@ use uv_requirements::{
 use uv_requirements_txt::RequirementsTxtRequirement;
 use uv_resolver::{
     DependencyMode, ExcludeNewer, Exclusions, FlatIndex, Manifest, OptionsBuilder, Preferences,
-    Prerelease, PrereleaseMode, PythonRequirement, Resolver, ResolverEnvironment, UpgradePackages,
+    Prerelease, PythonRequirement, Resolver, ResolverEnvironment, UpgradePackages,
 };
 use uv_types::{BuildIsolation, HashStrategy, SourceTreeEditablePolicy};
 use uv_workspace::WorkspaceCache;
@@ -52,14 +52,67 @@ pub struct InstallReply {
     pub removed: Vec<(String, String)>,
     /// `""` on success (the field exists for the upstream tuple API).
     pub error: String,
-    /// The prefix of the environment acted on, and the `--target` folder if any.
-    pub environment: PathBuf,
+    /// The prefix of the environment acted on (null for commands that name none), and the
+    /// `--target` folder if any.
+    pub environment: Option<PathBuf>,
     pub target: Option<PathBuf>,
     /// True if the environment already satisfied the request and nothing was touched.
     pub satisfied: bool,
     pub dry_run: bool,
     /// Microseconds spent in each phase.
     pub timings_us: Vec<(&'static str, u64)>,
+    /// `"warm"`: the engine ran it; `"uv"`: uv's own command line ran it in this process;
+    /// `"printed"`: uv's parser answered (`--help`, `--version`).
+    pub engine: &'static str,
+    /// What the command printed (uv's command line and parser only; the warm engine prints
+    /// nothing).
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl InstallReply {
+    /// The reply of a warm call.
+    pub fn warm(
+        key: &EnvKey,
+        installed: Vec<(String, String)>,
+        removed: Vec<(String, String)>,
+        satisfied: bool,
+        dry_run: bool,
+        profile: Profile,
+    ) -> Self {
+        Self {
+            exit_code: 0,
+            installed,
+            removed,
+            error: String::new(),
+            environment: Some(key.root.clone()),
+            target: key.target.clone(),
+            satisfied,
+            dry_run,
+            timings_us: profile.finish(),
+            engine: "warm",
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    }
+
+    /// The reply when uv's parser answered without running anything.
+    pub fn printed(printed: crate::capture::Printed, exit_code: i32, profile: Profile) -> Self {
+        Self {
+            exit_code,
+            installed: Vec::new(),
+            removed: Vec::new(),
+            error: String::new(),
+            environment: None,
+            target: None,
+            satisfied: false,
+            dry_run: false,
+            timings_us: profile.finish(),
+            engine: "printed",
+            stdout: printed.stdout,
+            stderr: printed.stderr,
+        }
+    }
 }
 
 /// What the caller asked of the policy for this call.
@@ -166,29 +219,14 @@ fn reply(
     satisfied: bool,
     profile: Profile,
 ) -> InstallReply {
-    let timings_us = profile.finish();
-    InstallReply {
-        exit_code: 0,
-        installed,
-        removed,
-        error: String::new(),
-        environment: key.root.clone(),
-        target: key.target.clone(),
-        satisfied,
-        dry_run: args.dry_run,
-        timings_us,
-    }
+    InstallReply::warm(key, installed, removed, satisfied, args.dry_run, profile)
 }
 
 /// A request whose answer depends only on the environment can be remembered as satisfied until
 /// the environment changes. Requirement files may change on disk, so those are never remembered.
 /// The command's text (with the directory relative paths are resolved in) identifies the request.
 fn memo_key(args: &InstallArgs, command: &str, cwd: &Path) -> Option<String> {
-    if !args.requirements.is_empty()
-        || !args.constraints.is_empty()
-        || args.reinstall
-        || args.upgrade
-    {
+    if !args.requirements.is_empty() || !args.constraints.is_empty() || args.changes_anyway() {
         return None;
     }
     let cwd = cwd.as_os_str().to_string_lossy();
@@ -242,10 +280,8 @@ async fn install(
     )?;
     let spec = read_specification(shared, &sources, &constraints).await?;
     if !spec.source_trees.is_empty() || spec.pylock.is_some() || !spec.groups.is_empty() {
-        return Err(FfiError::new(
-            ErrorKind::InvalidCommand,
-            "Project files (pyproject.toml, setup.py, pylock.toml) as requirement sources are not supported by the engine yet",
-        ));
+        // Project files as requirement sources: uv's own command line reads them.
+        return Err(FfiError::new(ErrorKind::DeferToUv, "project files"));
     }
     profile.mark("requirements");
 
@@ -256,16 +292,8 @@ async fn install(
         check_externally_managed(&state.env)?;
     }
 
-    let reinstall = if args.reinstall {
-        Reinstall::All
-    } else {
-        Reinstall::None
-    };
-    let upgrade = if args.upgrade {
-        Upgrade::from_args(Some(true), Vec::new(), Vec::new()).unwrap_or_default()
-    } else {
-        Upgrade::default()
-    };
+    let reinstall = reinstall_of(args)?;
+    let upgrade = upgrade_of(args)?;
 
     // The fast answer: does the environment already satisfy the request?
     let markers = state.markers.clone();
@@ -322,7 +350,7 @@ async fn install(
     };
     let index_locations = index_locations(args, &spec, cwd)?;
     let build_options =
-        BuildOptions::default().combine(spec.no_binary.clone(), spec.no_build.clone());
+        build_options_of(args)?.combine(spec.no_binary.clone(), spec.no_build.clone());
     let refresh = policy.refresh_index || policy.fresh_index;
     let cache = if refresh {
         shared
@@ -339,11 +367,14 @@ async fn install(
     };
 
     // Index pages: kept from an earlier call when allowed, otherwise read fresh.
+    let index_strategy: IndexStrategy = value_of("--index-strategy", args.index_strategy.as_deref())?;
     let index_key = format!(
-        "{}|{:?}|{:?}",
+        "{}|{:?}|{:?}|{:?}|{}",
         interpreter.sys_executable().display(),
         index_locations,
-        build_options
+        build_options,
+        index_strategy,
+        cache.root().display(),
     );
     let may_reuse = !refresh && reinstall.is_none() && upgrade.is_none() && !policy.fresh_index;
     let kept = if may_reuse {
@@ -358,6 +389,7 @@ async fn install(
             indexes.counters.fresh += 1;
             let client = RegistryClientBuilder::new(shared.client_builder.clone(), cache.clone())
                 .index_locations(index_locations.clone())
+                .index_strategy(index_strategy)
                 .markers(interpreter.markers())
                 .platform(interpreter.platform())
                 .wrap_existing(&shared.base_client)
@@ -393,7 +425,7 @@ async fn install(
             &flat_index,
             &dependency_metadata,
             state_shared.clone(),
-            IndexStrategy::default(),
+            index_strategy,
             &config_settings,
             &config_settings_package,
             BuildIsolation::Isolated,
@@ -479,6 +511,8 @@ async fn install(
             lookaheads,
         );
         let options = OptionsBuilder::new()
+            .resolution_mode(value_of("--resolution", args.resolution.as_deref())?)
+            .index_strategy(index_strategy)
             .prerelease(prerelease(args)?)
             .dependency_mode(dependency_mode)
             .build_options(build_options.clone())
@@ -728,33 +762,79 @@ fn link_mode(args: &InstallArgs) -> Result<LinkMode> {
         .link_mode
         .clone()
         .or_else(|| std::env::var("UV_LINK_MODE").ok().filter(|v| !v.is_empty()));
-    match text.as_deref() {
-        None => Ok(LinkMode::default()),
-        Some("clone" | "reflink") => Ok(LinkMode::Clone),
-        Some("copy") => Ok(LinkMode::Copy),
-        Some("hardlink") => Ok(LinkMode::Hardlink),
-        Some("symlink") => Ok(LinkMode::Symlink),
-        Some(other) => Err(FfiError::new(
-            ErrorKind::InvalidCommand,
-            format!("Invalid link mode `{other}`; expected one of: clone, copy, hardlink, symlink"),
-        )),
-    }
+    value_of("--link-mode", text.as_deref())
 }
 
 fn prerelease(args: &InstallArgs) -> Result<Prerelease> {
-    let global = match args.prerelease.as_deref() {
-        None => PrereleaseMode::default(),
-        Some(text) => PrereleaseMode::from_str(text).map_err(|err| {
-            FfiError::new(
-                ErrorKind::InvalidCommand,
-                format!("Invalid `--prerelease`: {err}"),
-            )
-        })?,
-    };
     Ok(Prerelease {
-        global,
+        global: value_of("--prerelease", args.prerelease.as_deref())?,
         ..Prerelease::default()
     })
+}
+
+/// A value of one of uv's enumerated options, read with uv's own spelling rules (clap's
+/// `ValueEnum`, aliases included); the default when absent.
+fn value_of<T: clap::ValueEnum + Default>(option: &str, text: Option<&str>) -> Result<T> {
+    match text {
+        None => Ok(T::default()),
+        Some(text) => T::from_str(text, false).map_err(|err| {
+            FfiError::new(
+                ErrorKind::InvalidCommand,
+                format!("error: invalid value '{text}' for '{option}': {err}"),
+            )
+        }),
+    }
+}
+
+/// `--reinstall` and `--reinstall-package`.
+fn reinstall_of(args: &InstallArgs) -> Result<Reinstall> {
+    let packages = names(&args.reinstall_packages)?;
+    Ok(Reinstall::from_args(args.reinstall.then_some(true), packages).unwrap_or_default())
+}
+
+/// `--upgrade` and `--upgrade-package` (whose requirements also constrain the upgrade).
+fn upgrade_of(args: &InstallArgs) -> Result<Upgrade> {
+    let packages = args
+        .upgrade_packages
+        .iter()
+        .map(|text| {
+            uv_pep508::Requirement::<uv_pypi_types::VerbatimParsedUrl>::from_str(text)
+                .map(uv_distribution_types::Requirement::from)
+                .map_err(|err| {
+                    FfiError::new(ErrorKind::InvalidRequirement, format!("Failed to parse: `{text}`\n  Caused by: {err}"))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Upgrade::from_args(args.upgrade.then_some(true), packages, Vec::new()).unwrap_or_default())
+}
+
+/// `--only-binary`, `--no-binary` and `--no-build`, with pip's meaning.
+fn build_options_of(args: &InstallArgs) -> Result<BuildOptions> {
+    let specifiers = |values: &[String]| {
+        values
+            .iter()
+            .map(|text| {
+                PackageNameSpecifier::from_str(text).map_err(|err| {
+                    FfiError::new(ErrorKind::InvalidCommand, format!("Invalid package name `{text}`: {err}"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    };
+    Ok(BuildOptions::new(
+        NoBinary::from_pip_args(specifiers(&args.no_binary)?),
+        NoBuild::from_pip_args(specifiers(&args.only_binary)?, args.no_build),
+    ))
+}
+
+fn names(values: &[String]) -> Result<Vec<uv_normalize::PackageName>> {
+    values
+        .iter()
+        .map(|text| {
+            uv_normalize::PackageName::from_str(text).map_err(|err| {
+                FfiError::new(ErrorKind::InvalidRequirement, format!("Invalid package name `{text}`: {err}"))
+            })
+        })
+        .collect()
 }
 
 /// Index locations as uv orders them: extra indexes first, then the default index, then any

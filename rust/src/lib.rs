@@ -2,14 +2,19 @@
 //! JSON-out functions (see `include/uv_ffi.h`).
 
 pub mod abi;
+mod capture;
 mod command;
+mod config;
 mod engine;
 mod environment;
 mod error;
+mod fallback;
 mod guard;
 mod index;
 mod install;
 mod logging;
+mod network;
 mod ops;
 mod profile;
+mod request;
 mod uninstall;

@@ -6,9 +6,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::InstallArgs;
-use crate::command::{self, Command};
-use crate::engine::{Engine, EnvKey, with_engine, with_engine_here};
+use crate::command::{self, Command, InstallArgs};
+use crate::engine::{Engine, EnvKey, with_engine, with_engine_here, with_engine_stopped};
+use crate::fallback;
+use crate::request::{self, Route, UvCall};
 use crate::environment::{DirStamp, ViewCounters};
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::index::IndexCounters;
@@ -16,7 +17,7 @@ use crate::install::{self, CallPolicy, InstallReply};
 use crate::profile::Profile;
 
 /// Bumped whenever a request or reply changes incompatibly.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -40,19 +41,43 @@ pub fn info(_: Empty) -> Result<InfoReply> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParseRequest {
-    pub command: String,
+    /// The command line (shell quoting rules), or `argv`: the words themselves.
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub argv: Option<Vec<String>>,
+    #[serde(default)]
+    pub cwd: Option<String>,
 }
 
 #[derive(Serialize)]
 pub struct ParseReply {
     pub argv: Vec<String>,
-    pub parsed: Command,
+    #[serde(flatten)]
+    pub understanding: request::Understanding,
 }
 
-/// Tokenize and parse a command without running it.
+/// Understand a command without running it: both parsers' answers and the route it would take.
 pub fn parse(request: ParseRequest) -> Result<ParseReply> {
-    let (argv, parsed) = command::parse_line(&request.command)?;
-    Ok(ParseReply { argv, parsed })
+    let argv = words(request.command.as_deref(), request.argv)?;
+    let cwd = install::request_cwd(request.cwd.as_deref())?;
+    let understanding = request::understand(&argv, &cwd);
+    Ok(ParseReply {
+        argv,
+        understanding,
+    })
+}
+
+/// A request's words: from `argv` as given, or from `command` split by shell rules.
+fn words(command: Option<&str>, argv: Option<Vec<String>>) -> Result<Vec<String>> {
+    match (command, argv) {
+        (Some(line), None) => command::tokenize(line),
+        (None, Some(argv)) => Ok(argv),
+        _ => Err(FfiError::new(
+            ErrorKind::InvalidJson,
+            "Invalid request: give exactly one of `command` (a string) and `argv` (a list of strings)",
+        )),
+    }
 }
 
 fn yes() -> bool {
@@ -62,7 +87,11 @@ fn yes() -> bool {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
-    pub command: String,
+    /// The command line (shell quoting rules), or `argv`: the words themselves.
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub argv: Option<Vec<String>>,
     /// The directory relative paths are resolved against; the process's by default.
     #[serde(default)]
     pub cwd: Option<String>,
@@ -80,6 +109,21 @@ pub struct RunRequest {
     pub index_ttl_ms: u64,
 }
 
+impl RunRequest {
+    /// A request with every policy at its default.
+    pub fn with_defaults(command: String) -> Self {
+        Self {
+            command: Some(command),
+            argv: None,
+            cwd: None,
+            check: true,
+            heal: true,
+            fresh_index: false,
+            index_ttl_ms: default_index_ttl_ms(),
+        }
+    }
+}
+
 /// Ten minutes, the lifetime PyPI gives its simple pages.
 pub fn default_index_ttl_ms() -> u64 {
     600_000
@@ -87,12 +131,35 @@ pub fn default_index_ttl_ms() -> u64 {
 
 pub fn run(request: RunRequest) -> Result<InstallReply> {
     let mut profile = Profile::start();
-    let (_, command) = command::parse_line(&request.command)?;
+    let argv = words(request.command.as_deref(), request.argv.clone())?;
+    let cwd = install::request_cwd(request.cwd.as_deref())?;
+    let route = request::route(&argv, &cwd)?;
+    profile.mark("parse");
+    match route {
+        Route::Warm(command) => match run_warm(command, &argv, &request, &cwd, profile.clone()) {
+            Err(err) if err.kind == ErrorKind::DeferToUv => match request::route_to_uv(&argv, &cwd)? {
+                Route::Uv(call) => run_uv(call, cwd, profile),
+                _ => Err(err),
+            },
+            other => other,
+        },
+        Route::Uv(call) => run_uv(call, cwd, profile),
+        Route::Printed { printed, exit_code } => Ok(InstallReply::printed(printed, exit_code, profile)),
+    }
+}
+
+/// A `pip install` / `pip uninstall` on the warm engine.
+fn run_warm(
+    command: Command,
+    argv: &[String],
+    request: &RunRequest,
+    cwd: &Path,
+    mut profile: Profile,
+) -> Result<InstallReply> {
     let (args, uninstall) = match command {
         Command::PipInstall(args) => (args, false),
         Command::PipUninstall(args) => (args, true),
     };
-    let cwd = install::request_cwd(request.cwd.as_deref())?;
     let mut policy = CallPolicy {
         check: request.check,
         heal: request.heal,
@@ -100,26 +167,27 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
         fresh_index: request.fresh_index,
         index_ttl: std::time::Duration::from_millis(request.index_ttl_ms),
     };
-    profile.mark("parse");
+    // The request's identity for the "already satisfied" memo: the words, unambiguously joined.
+    let command_text = argv.join("\0");
     let verbose = args.verbose > 0 || crate::logging::enabled();
-    if !uninstall && !args.reinstall && !args.upgrade {
+    if !uninstall && !args.changes_anyway() {
         // An install that is already satisfied is answered here, without waking the engine thread.
         // The answer says whether the disk was checked, and the reply if nothing is to be done.
         let fast = with_engine_here(|engine| {
-            let key = environment_of(engine, &args, &cwd)?;
+            let key = environment_of(engine, &args, cwd)?;
             if key.target.is_some() {
                 return Ok((false, None));
             }
             engine.last_env = Some(key.clone());
-            let (_, _, state) = engine.parts(&key);
+            let (_, state) = engine.parts(&key);
             let mut attempt = profile.clone();
             attempt.mark("environment");
             let reply = install::already_satisfied(
                 state,
                 &key,
                 &args,
-                &request.command,
-                &cwd,
+                &command_text,
+                cwd,
                 policy,
                 &mut attempt,
             );
@@ -132,7 +200,7 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
             (false, None) => {}
         }
     }
-    let command_text = request.command;
+    let cwd = cwd.to_path_buf();
     let reply = with_engine(move |engine, runtime| {
         let key = environment_of(engine, &args, &cwd)?;
         profile.mark("environment");
@@ -140,12 +208,13 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
             engine.last_env = Some(key.clone());
         }
         policy.refresh_index = std::mem::take(&mut engine.refresh_index);
-        let (shared, indexes, state) = engine.parts(&key);
+        let shared = engine.shared_for(&args, runtime)?;
+        let (indexes, state) = engine.parts(&key);
         let reply = if uninstall {
-            crate::uninstall::run(shared, state, &key, runtime, &args, &cwd, policy, profile)
+            crate::uninstall::run(&shared, state, &key, runtime, &args, &cwd, policy, profile)
         } else {
             install::run(
-                shared,
+                &shared,
                 indexes,
                 state,
                 &key,
@@ -167,6 +236,42 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
         crate::logging::print_changes(&reply.installed, &reply.removed);
     }
     Ok(reply)
+}
+
+/// Any other command, through uv's own command line in this process.
+fn run_uv(call: UvCall, cwd: PathBuf, mut profile: Profile) -> Result<InstallReply> {
+    let outcome = if call.needs_cache_lock {
+        // The warm engine holds a shared lock on its caches; `cache clean` waits for an
+        // exclusive one. Stop the engine (it restarts on the next call) and run without it.
+        with_engine_stopped(move |runtime| fallback::run_without_engine(runtime, call, &cwd))?
+    } else {
+        with_engine(move |engine, runtime| fallback::run(engine, runtime, call, &cwd))?
+    };
+    profile.mark("uv");
+    let fallback::UvOutcome {
+        exit_code,
+        printed,
+        installed,
+        removed,
+        environment,
+    } = outcome;
+    if exit_code != 0 {
+        return Err(FfiError::failed(exit_code, printed));
+    }
+    Ok(InstallReply {
+        exit_code,
+        installed,
+        removed,
+        error: String::new(),
+        environment: environment.as_ref().map(|key| key.root.clone()),
+        target: environment.and_then(|key| key.target),
+        satisfied: false,
+        dry_run: false,
+        timings_us: profile.finish(),
+        engine: "uv",
+        stdout: printed.stdout,
+        stderr: printed.stderr,
+    })
 }
 
 /// The environment a command's options name.
@@ -209,7 +314,7 @@ pub fn view_get(request: EnvRequest) -> Result<ViewReply> {
                 index_counters: engine.indexes.counters.clone(),
             });
         };
-        let (_, indexes, state) = engine.parts(&key);
+        let (indexes, state) = engine.parts(&key);
         if request.check {
             state.check();
         }
@@ -247,7 +352,7 @@ pub fn view_patch(request: PatchRequest) -> Result<PatchReply> {
         let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
             return Ok(PatchReply { patched: false });
         };
-        let (_, _, state) = engine.parts(&key);
+        let (_, state) = engine.parts(&key);
         if !state.view_known() {
             return Ok(PatchReply { patched: false });
         }
@@ -290,7 +395,7 @@ pub fn view_invalidate(request: EnvRequest) -> Result<InvalidateReply> {
         let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
             return Ok(InvalidateReply { invalidated: false });
         };
-        engine.parts(&key).2.invalidate();
+        engine.parts(&key).1.invalidate();
         engine.forget_python(&key.root);
         Ok(InvalidateReply { invalidated: true })
     })
@@ -310,7 +415,7 @@ pub fn view_fingerprint(request: EnvRequest) -> Result<FingerprintReply> {
                 site_packages: Vec::new(),
             });
         };
-        let stamps = engine.parts(&key).2.stamps();
+        let stamps = engine.parts(&key).1.stamps();
         Ok(FingerprintReply {
             environment: Some(key.root),
             site_packages: stamps,

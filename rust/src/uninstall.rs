@@ -71,17 +71,14 @@ pub fn run(
         removed.sort();
     }
     profile.mark("uninstall");
-    Ok(InstallReply {
-        exit_code: 0,
-        installed: Vec::new(),
+    Ok(InstallReply::warm(
+        key,
+        Vec::new(),
         removed,
-        error: String::new(),
-        environment: key.root.clone(),
-        target: key.target.clone(),
-        satisfied: false,
-        dry_run: args.dry_run,
-        timings_us: profile.finish(),
-    })
+        false,
+        args.dry_run,
+        profile,
+    ))
 }
 
 /// The package names to remove, from the arguments and any `-r` files.
@@ -90,11 +87,9 @@ async fn read_names(shared: &Shared, args: &InstallArgs, cwd: &Path) -> Result<V
     for package in &args.packages {
         match parse_argument(package, cwd)? {
             RequirementsTxtRequirement::Named(requirement) => names.push(requirement.name),
+            // A path or URL: uv's own command line decides what it means here.
             RequirementsTxtRequirement::Unnamed(_) => {
-                return Err(FfiError::new(
-                    ErrorKind::InvalidRequirement,
-                    format!("`pip uninstall` takes package names, not paths or URLs: `{package}`"),
-                ));
+                return Err(FfiError::new(ErrorKind::DeferToUv, "unnamed requirement"));
             }
         }
     }
@@ -108,13 +103,8 @@ async fn read_names(shared: &Shared, args: &InstallArgs, cwd: &Path) -> Result<V
         for entry in spec.requirements {
             match entry.requirement {
                 UnresolvedRequirement::Named(requirement) => names.push(requirement.name),
-                UnresolvedRequirement::Unnamed(requirement) => {
-                    return Err(FfiError::new(
-                        ErrorKind::InvalidRequirement,
-                        format!(
-                            "`pip uninstall` takes package names, not paths or URLs: `{requirement}`"
-                        ),
-                    ));
+                UnresolvedRequirement::Unnamed(_) => {
+                    return Err(FfiError::new(ErrorKind::DeferToUv, "unnamed requirement"));
                 }
             }
         }

@@ -1,0 +1,201 @@
+//! Commands the warm engine does not run itself go through uv 0.12.5's own command line
+//! (`uv::run` with `GlobalInitialization::Reuse`), in this process, on the engine thread.
+//!
+//! The engine owns every process global uv expects (preview, rayon; see `engine::init_globals`)
+//! and never installs a logger, so `Reuse` is always right. What uv prints is captured
+//! (`capture.rs`) and returned in the reply. After a command that may change environments, the
+//! views of the environments it may have touched are dropped, and for `pip install`,
+//! `pip uninstall` and `pip sync` the changelog is the difference between the environment's view
+//! before and after.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tokio::runtime::Runtime;
+use uv::commands::ExitStatus;
+use uv_cli::{Cli, Commands, PipCommand, PipNamespace};
+
+use crate::capture::{Capture, Printed};
+use crate::engine::{Engine, EnvKey};
+use crate::error::{ErrorKind, FfiError, Result};
+use crate::request::UvCall;
+
+/// What a command run through uv's command line did.
+pub struct UvOutcome {
+    pub exit_code: i32,
+    pub printed: Printed,
+    pub installed: Vec<(String, String)>,
+    pub removed: Vec<(String, String)>,
+    /// The environment whose changelog is given, if the command names one.
+    pub environment: Option<EnvKey>,
+}
+
+/// Run `call` with the engine's warm state around it (views refreshed afterwards).
+pub fn run(engine: &mut Engine, runtime: &Runtime, call: UvCall, cwd: &Path) -> Result<UvOutcome> {
+    check_process_cwd(cwd)?;
+    let key = call.changes.as_ref().and_then(|args| {
+        engine
+            .environment(args.python.as_deref(), args.system, args.target.as_deref(), cwd)
+            .ok()
+    });
+    let before = key
+        .as_ref()
+        .and_then(|key| engine.parts(key).1.view().ok());
+    let read_only = is_read_only(&call.cli);
+    let (exit_code, printed) = run_uv(runtime, *call.cli)?;
+    if !read_only {
+        engine.forget_everything_on_disk();
+    }
+    let (installed, removed) = match (&key, before) {
+        (Some(key), Some(before)) => match engine.environment_again(key) {
+            Some(state) => diff(&before, &state.view().unwrap_or_default()),
+            None => (Vec::new(), Vec::new()),
+        },
+        _ => (Vec::new(), Vec::new()),
+    };
+    Ok(UvOutcome {
+        exit_code,
+        printed,
+        installed,
+        removed,
+        environment: key,
+    })
+}
+
+/// Run `cli` without any warm state (the engine was stopped to release its cache lock).
+pub fn run_without_engine(runtime: &Runtime, call: UvCall, cwd: &Path) -> Result<UvOutcome> {
+    check_process_cwd(cwd)?;
+    let (exit_code, printed) = run_uv(runtime, *call.cli)?;
+    Ok(UvOutcome {
+        exit_code,
+        printed,
+        installed: Vec::new(),
+        removed: Vec::new(),
+        environment: None,
+    })
+}
+
+/// uv's command line itself: its exit status, and what it printed.
+fn run_uv(runtime: &Runtime, cli: Cli) -> Result<(i32, Printed)> {
+    check_variables_uv_would_exit_on()?;
+    let capture = Capture::start().map_err(|err| {
+        FfiError::new(
+            ErrorKind::Internal,
+            format!("Failed to capture uv's output: {err}"),
+        )
+    })?;
+    let outcome = runtime.block_on(uv::run(cli, uv::GlobalInitialization::Reuse));
+    let mut printed = capture.finish();
+    let exit_code = match outcome {
+        Ok(ExitStatus::Success) => 0,
+        Ok(ExitStatus::Failure) => 1,
+        Ok(ExitStatus::Error) => 2,
+        Ok(ExitStatus::External(code)) => i32::from(code),
+        Err(err) => {
+            // uv's `main` renders an escaping error as its cause chain with hints and exits
+            // with 2 for the errors `pip` commands raise (argument and unexpected errors).
+            printed.stderr.push_str(&crate::error::render_chain(&err));
+            2
+        }
+    };
+    Ok((exit_code, printed))
+}
+
+/// uv's command line is pinned to the directory the process had when uv first looked
+/// (`uv_fs::CWD`); a request for another directory cannot be honoured without changing the
+/// whole process's directory.
+fn check_process_cwd(cwd: &Path) -> Result<()> {
+    let process_cwd = crate::engine::current_dir()?;
+    if process_cwd == cwd {
+        return Ok(());
+    }
+    Err(FfiError::new(
+        ErrorKind::InvalidCommand,
+        format!(
+            "This command runs through uv's own command line, which works in the process's current directory (`{}`), not in `{}`; pass absolute paths instead of `cwd`",
+            process_cwd.display(),
+            cwd.display()
+        ),
+    ))
+}
+
+/// uv exits the whole process when `UV_PYTHON_DOWNLOADS` holds an invalid value; say so here
+/// instead, with uv's words and exit code.
+fn check_variables_uv_would_exit_on() -> Result<()> {
+    let Some(value) = std::env::var_os("UV_PYTHON_DOWNLOADS") else {
+        return Ok(());
+    };
+    let valid = value
+        .to_str()
+        .is_some_and(|text| text.parse::<uv_python::PythonDownloads>().is_ok());
+    if valid {
+        return Ok(());
+    }
+    let mut err = FfiError::new(
+        ErrorKind::InvalidCommand,
+        "error: invalid value for UV_PYTHON_DOWNLOADS, expected one of 'auto', 'true', 'manual', 'never', or 'false'",
+    );
+    err.exit_code = 1;
+    Err(err)
+}
+
+/// Commands that only read: the views stay valid after them.
+fn is_read_only(cli: &Cli) -> bool {
+    match &*cli.command {
+        Commands::Pip(PipNamespace { command, .. }) => matches!(
+            command,
+            PipCommand::List(_)
+                | PipCommand::Freeze(_)
+                | PipCommand::Show(_)
+                | PipCommand::Tree(_)
+                | PipCommand::Check(_)
+                | PipCommand::Compile(_)
+        ),
+        Commands::Help(_) => true,
+        _ => false,
+    }
+}
+
+/// The changelog between two views: what is new or at another version, and what went away or
+/// was replaced.
+fn diff(
+    before: &[(String, String)],
+    after: &[(String, String)],
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let versions = |pairs: &[(String, String)]| -> BTreeMap<String, String> {
+        pairs.iter().cloned().collect()
+    };
+    let (old, new) = (versions(before), versions(after));
+    let installed = after
+        .iter()
+        .filter(|(name, version)| old.get(name) != Some(version))
+        .cloned()
+        .collect();
+    let removed = before
+        .iter()
+        .filter(|(name, version)| new.get(name) != Some(version))
+        .cloned()
+        .collect();
+    (installed, removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diff;
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_swap_is_one_install_and_one_removal() {
+        let before = pairs(&[("a", "1"), ("b", "1")]);
+        let after = pairs(&[("a", "2"), ("b", "1"), ("c", "1")]);
+        let (installed, removed) = diff(&before, &after);
+        assert_eq!(installed, pairs(&[("a", "2"), ("c", "1")]));
+        assert_eq!(removed, pairs(&[("a", "1")]));
+    }
+}

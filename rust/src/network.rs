@@ -1,0 +1,111 @@
+//! HTTP clients built from the same settings uv's command line derives, one warm client per
+//! distinct network configuration.
+//!
+//! uv builds its client from the command line (`--system-certs`/`--native-tls`, `--offline`,
+//! `--allow-insecure-host`) and the environment (`SSL_CERT_FILE`, `SSL_CERT_DIR`,
+//! `SSL_CLIENT_CERT`, `UV_SYSTEM_CERTS`, `UV_NATIVE_TLS`, `UV_OFFLINE`, `UV_HTTP_TIMEOUT`,
+//! `UV_HTTP_CONNECT_TIMEOUT`, `UV_HTTP_RETRIES`, and the proxy variables, which the HTTP library
+//! reads when the client is built). The same inputs make a [`NetworkKey`]; a call whose key
+//! differs from every warm client's gets a client built for it, kept for later calls.
+
+use std::ffi::OsString;
+use std::str::FromStr;
+use std::time::Duration;
+
+use uv_client::{BaseClient, BaseClientBuilder, Certificates, Connectivity};
+use uv_configuration::TrustedHost;
+use uv_settings::EnvironmentOptions;
+
+use crate::command::InstallArgs;
+use crate::error::{ErrorKind, FfiError, Result};
+
+/// Variables read when a client is built (certificates and proxies), by value.
+const CLIENT_VARIABLES: [&str; 11] = [
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "SSL_CLIENT_CERT",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// Everything that decides how a client behaves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NetworkKey {
+    system_certs: bool,
+    offline: bool,
+    insecure_hosts: Vec<String>,
+    read_timeout: Duration,
+    connect_timeout: Duration,
+    retries: u32,
+    client_variables: Vec<Option<OsString>>,
+}
+
+impl NetworkKey {
+    /// The settings uv would use for a command with these options, in this environment.
+    pub fn for_call(args: &InstallArgs) -> Result<Self> {
+        let environment = EnvironmentOptions::new()
+            .map_err(|err| FfiError::from_uv(ErrorKind::InvalidCommand, &err))?;
+        let system_certs = args.system_certs.unwrap_or(
+            environment.system_certs.value == Some(true)
+                || environment.native_tls.value == Some(true),
+        );
+        let mut insecure_hosts = args.allow_insecure_hosts.clone();
+        insecure_hosts.sort();
+        Ok(Self {
+            system_certs,
+            offline: args.offline || environment.offline.value == Some(true),
+            insecure_hosts,
+            read_timeout: environment.http_read_timeout,
+            connect_timeout: environment.http_connect_timeout,
+            retries: environment.http_retries,
+            client_variables: CLIENT_VARIABLES
+                .iter()
+                .map(|name| std::env::var_os(name))
+                .collect(),
+        })
+    }
+
+    /// A client builder and a client for these settings.
+    pub fn build(&self, cache_read_threads: usize) -> Result<(BaseClientBuilder<'static>, BaseClient)> {
+        let insecure = self
+            .insecure_hosts
+            .iter()
+            .map(|host| {
+                TrustedHost::from_str(host).map_err(|err| {
+                    FfiError::new(
+                        ErrorKind::InvalidCommand,
+                        format!("Invalid `--allow-insecure-host` value `{host}`: {err}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let connectivity = if self.offline {
+            Connectivity::Offline
+        } else {
+            Connectivity::Online
+        };
+        let mut builder = BaseClientBuilder::new(
+            connectivity,
+            self.system_certs,
+            insecure,
+            uv_preview::Preview::default(),
+            self.read_timeout,
+            self.connect_timeout,
+            self.retries,
+        )
+        .cache_read_concurrency(cache_read_threads);
+        if let Some(certificates) = Certificates::from_env() {
+            builder = builder.custom_certificates(certificates);
+        }
+        let client = builder
+            .build()
+            .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
+        Ok((builder, client))
+    }
+}

@@ -1,0 +1,479 @@
+//! The front door: a command line is understood exactly as uv 0.12.5 understands it, then sent
+//! down one of three roads.
+//!
+//! - **Warm**: `pip install` / `pip uninstall` whose every given option the warm engine honours
+//!   with uv's meaning, with no configuration file applying and no `UV_*` variable it does not
+//!   read itself.
+//! - **Uv**: anything else runs through uv's own command line in this process (`fallback.rs`).
+//! - **Printed**: clap answered without running anything (`--help`, `--version`).
+//!
+//! uv's clap definitions (`uv_cli::Cli`) are the authority. The hot path first tries the fast
+//! parser in `command.rs`, which only answers where it agrees with clap (a property test checks
+//! this); everything else, including every error message, comes from clap.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use serde::Serialize;
+use uv_cli::{Cli, Commands, PipCommand, PipNamespace, ProjectCommand, ToolCommand};
+
+use crate::capture::Printed;
+use crate::command::{self, Command, InstallArgs};
+use crate::error::{ErrorKind, FfiError, Result};
+
+/// Where a command goes.
+pub enum Route {
+    Warm(Command),
+    Uv(UvCall),
+    Printed { printed: Printed, exit_code: i32 },
+}
+
+/// A command for uv's own command line, with what the engine must know around it.
+pub struct UvCall {
+    pub cli: Box<Cli>,
+    /// The environment the command may change (`pip install/uninstall/sync`), named as the
+    /// warm path names environments, so that its view can be refreshed and a changelog given.
+    pub changes: Option<InstallArgs>,
+    /// `cache clean` / `cache prune` need the cache lock that the warm engine holds.
+    pub needs_cache_lock: bool,
+}
+
+/// Route a tokenized command (with or without a leading `uv`).
+pub fn route(argv: &[String], cwd: &Path) -> Result<Route> {
+    if let Some(command) = command::parse_fast(argv) {
+        if foreign_variables(&[]).is_empty() && !config_applies(cwd, false) {
+            return Ok(Route::Warm(command));
+        }
+    }
+    route_with_uv_parser(argv, cwd, true)
+}
+
+/// What `uv_ffi_parse` reports: both parsers' answers, so tests can compare them.
+#[derive(Serialize)]
+pub struct Understanding {
+    /// The fast parser's answer (null where it leaves the command to uv's parser).
+    pub fast: Option<Command>,
+    /// `"warm"`, `"uv"`, `"printed"` (help, version) or `"error"` (uv's parser refused it).
+    pub route: &'static str,
+    /// The warm engine's arguments as read from uv's parse, when the route is `"warm"`.
+    pub warm: Option<Command>,
+    /// The options given explicitly (on the command line or through a variable), by clap id.
+    pub explicit: Vec<String>,
+    /// uv's message when the route is `"error"`.
+    pub error: Option<String>,
+}
+
+pub fn understand(argv: &[String], cwd: &Path) -> Understanding {
+    let explicit = uv_matches(argv)
+        .map(|matches| explicit_ids(&matches))
+        .unwrap_or_default();
+    let (route, warm, error) = match route_with_uv_parser(argv, cwd, true) {
+        Ok(Route::Warm(command)) => ("warm", Some(command), None),
+        Ok(Route::Uv(_)) => ("uv", None, None),
+        Ok(Route::Printed { .. }) => ("printed", None, None),
+        Err(err) => ("error", None, Some(err.message)),
+    };
+    Understanding {
+        fast: command::parse_fast(argv),
+        route,
+        warm,
+        explicit,
+        error,
+    }
+}
+
+/// Route with uv's parser, never to the warm engine: for a command the warm engine found it
+/// cannot honour after all (a project file as a requirement source, for example).
+pub fn route_to_uv(argv: &[String], cwd: &Path) -> Result<Route> {
+    route_with_uv_parser(argv, cwd, false)
+}
+
+fn route_with_uv_parser(argv: &[String], cwd: &Path, allow_warm: bool) -> Result<Route> {
+    let matches = match uv_matches(argv) {
+        Ok(matches) => matches,
+        Err(err) => return printed_or_error(err),
+    };
+    let cli = Cli::from_arg_matches(&matches).map_err(|err| clap_error(&err))?;
+    refuse_in_a_host(&cli)?;
+    let explicit = explicit_ids(&matches);
+    let leaf = leaf_matches(&matches);
+    let warm = match pip_subcommand(&cli) {
+        Some(PipCommand::Install(_)) => Some((WARM_INSTALL_IDS, false)),
+        Some(PipCommand::Uninstall(_)) => Some((WARM_UNINSTALL_IDS, true)),
+        _ => None,
+    };
+    if let Some((allowed, uninstall)) = warm.filter(|_| allow_warm) {
+        let all_honoured = explicit.iter().all(|id| allowed.contains(&id.as_str()));
+        let no_config = cli.top_level.no_config;
+        if all_honoured
+            && foreign_variables(&variables_of(allowed)).is_empty()
+            && !config_applies(cwd, no_config)
+        {
+            let args = install_args(leaf);
+            return Ok(Route::Warm(if uninstall {
+                Command::PipUninstall(args)
+            } else {
+                Command::PipInstall(args)
+            }));
+        }
+    }
+    let changes = match pip_subcommand(&cli) {
+        Some(PipCommand::Install(_) | PipCommand::Uninstall(_) | PipCommand::Sync(_)) => {
+            Some(install_args(leaf))
+        }
+        _ => None,
+    };
+    let needs_cache_lock = matches!(&*cli.command, Commands::Cache(_));
+    Ok(Route::Uv(UvCall {
+        cli: Box::new(cli),
+        changes,
+        needs_cache_lock,
+    }))
+}
+
+/// `pip install` options the warm engine applies with uv's meaning, by clap id. The negative
+/// flags (`--deps`, `--no-upgrade`, ...) are uv's defaults, so honouring them is doing nothing.
+const WARM_INSTALL_IDS: &[&str] = &[
+    "package",
+    "requirements",
+    "constraints",
+    "python",
+    "target",
+    "system",
+    "no_system",
+    "break_system_packages",
+    "no_break_system_packages",
+    "dry_run",
+    "no_deps",
+    "deps",
+    "link_mode",
+    "index_url",
+    "extra_index_url",
+    "find_links",
+    "no_index",
+    "reinstall",
+    "no_reinstall",
+    "reinstall_package",
+    "upgrade",
+    "no_upgrade",
+    "upgrade_package",
+    "prerelease",
+    "pre",
+    "resolution",
+    "index_strategy",
+    "only_binary",
+    "no_binary",
+    "no_build",
+    "build",
+    "cache_dir",
+    "no_config",
+    "quiet",
+    "verbose",
+    "color",
+    "no_color",
+    "no_progress",
+    "offline",
+    "no_offline",
+    "system_certs",
+    "no_system_certs",
+    "native_tls",
+    "no_native_tls",
+    "allow_insecure_host",
+];
+
+/// `pip uninstall` options the warm engine applies, by clap id.
+const WARM_UNINSTALL_IDS: &[&str] = &[
+    "package",
+    "requirements",
+    "python",
+    "target",
+    "system",
+    "no_system",
+    "break_system_packages",
+    "no_break_system_packages",
+    "dry_run",
+    "cache_dir",
+    "no_config",
+    "quiet",
+    "verbose",
+    "color",
+    "no_color",
+    "no_progress",
+];
+
+/// `UV_*` variables the warm path reads itself, with uv's meaning: the cache folder and link
+/// mode (`engine.rs`, `install.rs`) and the network settings (`network.rs`); `UV_FFI_*` are
+/// this library's own.
+const WARM_VARIABLES: &[&str] = &[
+    "UV_CACHE_DIR",
+    "UV_LINK_MODE",
+    "UV_HTTP_TIMEOUT",
+    "UV_REQUEST_TIMEOUT",
+    "UV_HTTP_CONNECT_TIMEOUT",
+    "UV_HTTP_RETRIES",
+    "UV_SYSTEM_CERTS",
+    "UV_NATIVE_TLS",
+    "UV_OFFLINE",
+];
+
+/// Set `UV_*` variables that neither the warm path nor the given clap-read names account for.
+fn foreign_variables(read_by_clap: &[String]) -> Vec<String> {
+    let mut foreign = Vec::new();
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("UV_")
+            && !name.starts_with("UV_FFI_")
+            && !WARM_VARIABLES.contains(&name)
+            && !read_by_clap.iter().any(|known| known == name)
+        {
+            foreign.push(name.to_string());
+        }
+    }
+    foreign
+}
+
+/// The variables clap reads for the given ids of `pip install` / `pip uninstall`.
+fn variables_of(ids: &'static [&'static str]) -> Vec<String> {
+    static CACHE: OnceLock<Mutex<Vec<(usize, Vec<String>)>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let key = ids.as_ptr() as usize;
+    let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, names)) = cache.iter().find(|(k, _)| *k == key) {
+        return names.clone();
+    }
+    let mut names = Vec::new();
+    let mut command = Cli::command();
+    command.build();
+    let pip = command.find_subcommand("pip").cloned();
+    let mut scopes = vec![command.clone()];
+    if let Some(pip) = pip {
+        scopes.extend(pip.get_subcommands().cloned());
+    }
+    for scope in &scopes {
+        for arg in scope.get_arguments() {
+            if ids.contains(&arg.get_id().as_str()) {
+                if let Some(env) = arg.get_env().and_then(|env| env.to_str()) {
+                    names.push(env.to_string());
+                }
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    cache.push((key, names.clone()));
+    names
+}
+
+fn config_applies(cwd: &Path, no_config: bool) -> bool {
+    !no_config && crate::config::applies(cwd)
+}
+
+/// Parse with uv's own definitions. The built `clap::Command` is kept: building it is the
+/// expensive part.
+fn uv_matches(argv: &[String]) -> std::result::Result<ArgMatches, clap::Error> {
+    static COMMAND: OnceLock<Mutex<clap::Command>> = OnceLock::new();
+    let command = COMMAND.get_or_init(|| Mutex::new(Cli::command()));
+    let mut command = command
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let words = std::iter::once(OsString::from("uv"))
+        .chain(argv.iter().skip(usize::from(argv.first().is_some_and(|w| w == "uv"))).map(OsString::from));
+    command.try_get_matches_from_mut(words)
+}
+
+/// `--help` and `--version` are answers, not errors; anything else clap reports is a usage
+/// error with clap's own text and exit code.
+fn printed_or_error(err: clap::Error) -> Result<Route> {
+    use clap::error::ErrorKind as Kind;
+    let text = err.render().to_string();
+    match err.kind() {
+        Kind::DisplayHelp | Kind::DisplayVersion => Ok(Route::Printed {
+            printed: Printed {
+                stdout: text,
+                stderr: String::new(),
+            },
+            exit_code: 0,
+        }),
+        Kind::DisplayHelpOnMissingArgumentOrSubcommand => Ok(Route::Printed {
+            printed: Printed {
+                stdout: String::new(),
+                stderr: text,
+            },
+            exit_code: err.exit_code(),
+        }),
+        _ => Err(clap_error(&err)),
+    }
+}
+
+fn clap_error(err: &clap::Error) -> FfiError {
+    let text = err.render().to_string();
+    let mut error = FfiError::new(ErrorKind::InvalidCommand, text.trim_end());
+    error.exit_code = err.exit_code();
+    error
+}
+
+/// Commands that would change the host process itself: its signal handlers, its current
+/// directory, or that would wait for a person to type. They get a clear error instead.
+fn refuse_in_a_host(cli: &Cli) -> Result<()> {
+    let refuse = |what: &str, instead: &str| {
+        let mut err = FfiError::new(
+            ErrorKind::InvalidCommand,
+            format!("`uv {what}` cannot run inside a host process: {instead}"),
+        );
+        err.hints.push(format!(
+            "run it as a subprocess instead, for example `subprocess.run([\"uv\", ...])`"
+        ));
+        Err(err)
+    };
+    if cli.top_level.global_args.directory.is_some()
+        || std::env::var_os("UV_WORKING_DIRECTORY").is_some()
+    {
+        return refuse(
+            "--directory",
+            "it changes the current directory of the whole process; pass absolute paths, or the request's `cwd`, instead",
+        );
+    }
+    match &*cli.command {
+        Commands::Project(project) => match &**project {
+            ProjectCommand::Run(_) => refuse(
+                "run",
+                "it replaces the process's signal handlers while the child runs",
+            ),
+            ProjectCommand::Add(_) => refuse(
+                "add",
+                "it installs a Ctrl-C handler that exits the whole process",
+            ),
+            _ => Ok(()),
+        },
+        Commands::Tool(tool) => match &tool.command {
+            ToolCommand::Run(_) | ToolCommand::Uvx(_) => refuse(
+                "tool run",
+                "it replaces the process's signal handlers and may ask for confirmation",
+            ),
+            _ => Ok(()),
+        },
+        Commands::Publish(_) => refuse("publish", "it may prompt for credentials on the terminal"),
+        Commands::Auth(_) => refuse("auth", "it may prompt for credentials on the terminal"),
+        _ => Ok(()),
+    }
+}
+
+fn pip_subcommand(cli: &Cli) -> Option<&PipCommand> {
+    match &*cli.command {
+        Commands::Pip(PipNamespace { command, .. }) => Some(command),
+        _ => None,
+    }
+}
+
+/// The matches of the innermost subcommand (`pip install`'s own).
+fn leaf_matches(matches: &ArgMatches) -> &ArgMatches {
+    let mut leaf = matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    leaf
+}
+
+/// The ids of every option given on the command line or through its variable, at any level.
+/// Argument groups are left out: they only stand for the options in them.
+fn explicit_ids(matches: &ArgMatches) -> Vec<String> {
+    let groups = group_ids();
+    let mut ids = Vec::new();
+    let mut level = Some(matches);
+    while let Some(current) = level {
+        for id in current.ids() {
+            let id = id.as_str();
+            let given = matches!(
+                current.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            );
+            if given && !groups.contains(id) && !ids.iter().any(|known: &String| known == id) {
+                ids.push(id.to_string());
+            }
+        }
+        level = current.subcommand().map(|(_, sub)| sub);
+    }
+    ids
+}
+
+/// Every argument group id in uv's command tree.
+fn group_ids() -> &'static std::collections::HashSet<String> {
+    static GROUPS: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
+    GROUPS.get_or_init(|| {
+        fn collect(command: &clap::Command, into: &mut std::collections::HashSet<String>) {
+            into.extend(command.get_groups().map(|group| group.get_id().to_string()));
+            for sub in command.get_subcommands() {
+                collect(sub, into);
+            }
+        }
+        let mut groups = std::collections::HashSet::new();
+        collect(&Cli::command(), &mut groups);
+        groups
+    })
+}
+
+/// The warm engine's arguments, read from clap's matches of `pip install` / `pip uninstall`.
+fn install_args(leaf: &ArgMatches) -> InstallArgs {
+    let strings = |id: &str| -> Vec<String> {
+        leaf.try_get_raw(id)
+            .ok()
+            .flatten()
+            .map(|values| {
+                values
+                    .map(|value| value.to_string_lossy().into_owned())
+                    .filter(|value| !value.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let one = |id: &str| strings(id).pop();
+    // `UV_CACHE_DIR` and `UV_LINK_MODE` are read by the warm path itself (as on the fast path),
+    // so only a value given on the command line is carried here.
+    let on_line = |id: &str| {
+        let given = leaf.value_source(id) == Some(ValueSource::CommandLine);
+        if given { one(id) } else { None }
+    };
+    let flag = |id: &str| matches!(leaf.try_get_one::<bool>(id), Ok(Some(true)));
+    let count = |id: &str| leaf.try_get_one::<u8>(id).ok().flatten().copied().unwrap_or(0);
+    InstallArgs {
+        packages: strings("package"),
+        requirements: strings("requirements"),
+        constraints: strings("constraints"),
+        python: one("python"),
+        target: one("target"),
+        link_mode: on_line("link_mode"),
+        index_url: one("index_url"),
+        extra_index_urls: strings("extra_index_url"),
+        find_links: strings("find_links"),
+        no_index: flag("no_index"),
+        reinstall: flag("reinstall"),
+        reinstall_packages: strings("reinstall_package"),
+        upgrade: flag("upgrade"),
+        upgrade_packages: strings("upgrade_package"),
+        no_deps: flag("no_deps"),
+        prerelease: one("prerelease").or_else(|| flag("pre").then(|| "allow".to_string())),
+        resolution: one("resolution"),
+        index_strategy: one("index_strategy"),
+        only_binary: strings("only_binary"),
+        no_binary: strings("no_binary"),
+        no_build: flag("no_build"),
+        cache_dir: on_line("cache_dir"),
+        dry_run: flag("dry_run"),
+        quiet: count("quiet"),
+        verbose: count("verbose"),
+        system: flag("system"),
+        break_system_packages: flag("break_system_packages"),
+        system_certs: if flag("system_certs") || flag("native_tls") {
+            Some(true)
+        } else if flag("no_system_certs") || flag("no_native_tls") {
+            Some(false)
+        } else {
+            None
+        },
+        offline: flag("offline"),
+        allow_insecure_hosts: strings("allow_insecure_host"),
+    }
+}
