@@ -1,0 +1,3 @@
+module uv-ffi/examples/go
+
+go 1.19
