@@ -115,21 +115,16 @@ def _run_value(cmd: Command, mode: Optional[str], cwd: Optional[str]) -> dict:
     """Run a command and return the reply's value, applying the policy (checks, retries)."""
     mode = policy.resolve(mode)
     # Built by hand: this is the hot path of every call, and the fields are fixed.
-    request = '{%s,"check":%s,"heal":true,"index_ttl_ms":%d%s' % (
+    request = '{%s,"check":%s,"index_ttl_ms":%d%s' % (
         _command_field(cmd),
         "true" if policy.check_before_use(mode) else "false",
         int(policy.get_index_ttl() * 1000),
         ',"cwd":%s' % json.dumps(os.fspath(cwd)) if cwd is not None else "",
     )
-    try:
-        value = _native.call_json("run", (request + "}").encode("utf-8"))
-    except UvFfiError as exc:
-        if exc.retry != "fresh_index":
-            raise
-        # The call used index pages kept from earlier calls; a newer page (a release published
-        # since) may change the answer. Read the pages again and try once more.
+    value = _native.call_json("run", (request + "}").encode("utf-8"))
+    if value["index_retried"]:
+        # The engine retried with fresh index pages (a release published since they were kept).
         policy.bump("index_retries")
-        value = _native.call_json("run", (request + ',"fresh_index":true}').encode("utf-8"))
     if mode == policy.WATCH and value["environment"] is not None and value["target"] is None:
         policy.watch_environment(value["environment"])
     return value

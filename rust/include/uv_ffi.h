@@ -52,7 +52,8 @@ char *uv_ffi_info(const char *request);
 char *uv_ffi_parse(const char *request);
 
 /* Request {"command"?: str, "argv"?: [str], "cwd"?: str, "check"?: bool = true,
- *          "heal"?: bool = true, "fresh_index"?: bool = false, "index_ttl_ms"?: int = 600000}.
+ *          "heal"?: bool = true, "fresh_index"?: bool = false, "index_ttl_ms"?: int = 600000,
+ *          "retry_fresh_index"?: bool = true}.
  * Runs any uv command (an optional leading "uv", then what a user would type after it).
  * "pip install" and "pip uninstall" run on the warm engine when it honours every option given,
  * no uv configuration file applies and no UV_* variable it does not read is set; anything else
@@ -66,11 +67,13 @@ char *uv_ffi_parse(const char *request);
  * disk.  Index pages read by a call are kept in memory for later calls with the same
  * interpreter and indexes, for at most index_ttl_ms; fresh_index reads them again (and
  * revalidates the HTTP cache).  An error from a call that used kept pages carries
- * "retry": "fresh_index": the same call may succeed with fresh pages.
+ * "retry": "fresh_index": the same call may succeed with fresh pages; unless retry_fresh_index is false the
+ * engine retries such a call once itself, with fresh pages, and the reply says so in
+ * "index_retried".
  * Value {"exit_code": int, "installed": [[name, version]], "removed": [[name, version]],
  *        "error": "", "environment": str|null, "target": str|null, "satisfied": bool,
  *        "dry_run": bool, "timings_us": [[phase, int]], "engine": "warm"|"uv"|"printed",
- *        "stdout": str, "stderr": str}.
+ *        "stdout": str, "stderr": str, "index_retried": bool}.
  * Names are PEP 503-normalised and both lists are sorted; for commands run through uv's command
  * line they are the difference between the environment's view before and after.  environment:
  * the prefix acted on (null for commands that name none).  stdout/stderr: what uv printed (the
@@ -102,7 +105,10 @@ char *uv_ffi_view_fingerprint(const char *request);
 /* Request {}.  The next resolution revalidates every index page.  Value {"cleared": true}. */
 char *uv_ffi_index_clear(const char *request);
 
-/* Request {}.  Panics on the engine thread; the reply is an error of kind "panic". For tests. */
+/* Request {"at"?: "call"|"start"}.  For tests.  "call" (default): panics on the engine
+ * thread; the reply is an error of kind "panic".  "start": stops the engine and makes its next
+ * start panic: the next call gets an error of kind "panic", the one after starts normally.
+ * Value {}. */
 char *uv_ffi_debug_panic(const char *request);
 
 /* Free a reply returned by any uv_ffi_* function.  NULL is allowed. */

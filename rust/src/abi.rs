@@ -99,6 +99,7 @@ pub unsafe extern "C" fn omnipkg_uv_run_c(
     if cmd.is_null() || out_json.is_null() || max_out < MIN_OUT {
         return UV_FFI_ERR_INVALID_ARGUMENT;
     }
+    let _inside = guard::enter();
     let outcome = std::panic::catch_unwind(|| {
         // SAFETY: `cmd` is non-NULL and NUL-terminated per the contract.
         let line = unsafe { guard::read_input(cmd) }?;

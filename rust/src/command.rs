@@ -81,6 +81,7 @@ pub struct InstallArgs {
     pub constraints: Vec<String>,
     pub python: Option<String>,
     pub target: Option<String>,
+    pub prefix: Option<String>,
     pub link_mode: Option<String>,
     pub index_url: Option<String>,
     pub extra_index_urls: Vec<String>,
@@ -185,6 +186,13 @@ const FAST_OPTIONS_MORE: [(&str, bool, bool); 6] = [
     ("--only-binary", true, false),
     ("--no-binary", true, false),
 ];
+
+/// `UV_LINK_MODE` is unset or names a link mode (an invalid value is left to uv's parser, which
+/// reports it in its own words).
+pub fn valid_link_mode_variable() -> bool {
+    std::env::var_os("UV_LINK_MODE")
+        .is_none_or(|value| value.to_str().is_some_and(|v| LINK_MODES.contains(&v)))
+}
 
 const LINK_MODES: [&str; 4] = ["clone", "copy", "hardlink", "symlink"];
 const PRERELEASE_MODES: [&str; 5] = [
@@ -382,7 +390,8 @@ mod tests {
 
     #[test]
     fn parses_the_common_install_shapes() {
-        let argv = words("pip install -q --python=/p/bin/python -rreq.txt --no-deps a==1 -- -weird");
+        let argv =
+            words("pip install -q --python=/p/bin/python -rreq.txt --no-deps a==1 -- -weird");
         let Some(Command::PipInstall(args)) = parse_fast(&argv) else {
             panic!("not an install")
         };

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use uv_settings::FilesystemOptions;
 
@@ -67,13 +68,23 @@ impl ConfigProbe {
     }
 }
 
+/// The process's one probe.
+static PROBE: Mutex<Option<ConfigProbe>> = Mutex::new(None);
+
+/// The probe's lock, held across a fork (`fork.rs`).
+pub type ProbeLock = MutexGuard<'static, Option<ConfigProbe>>;
+
+pub fn lock_probe() -> ProbeLock {
+    PROBE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// [`ConfigProbe::applies`] on the process's one probe.
 pub fn applies(cwd: &Path) -> bool {
-    static PROBE: std::sync::Mutex<Option<ConfigProbe>> = std::sync::Mutex::new(None);
-    let mut probe = PROBE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    probe.get_or_insert_with(ConfigProbe::default).applies(cwd)
+    lock_probe()
+        .get_or_insert_with(ConfigProbe::default)
+        .applies(cwd)
 }
 
 /// Ask uv's own settings reader whether it finds anything for `cwd`.
@@ -97,7 +108,11 @@ fn candidates(cwd: &Path) -> Vec<PathBuf> {
         files.push(dir.join("uv.toml"));
     }
     let xdg = std::env::var("XDG_CONFIG_DIRS").unwrap_or_default();
-    let xdg = if xdg.is_empty() { "/etc/xdg".to_string() } else { xdg };
+    let xdg = if xdg.is_empty() {
+        "/etc/xdg".to_string()
+    } else {
+        xdg
+    };
     for dir in xdg.split(':').take_while(|dir| !dir.is_empty()) {
         files.push(Path::new(dir).join("uv").join("uv.toml"));
     }
@@ -114,7 +129,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut probe = ConfigProbe::default();
         let before = probe.applies(dir.path());
-        std::fs::write(dir.path().join("uv.toml"), "[pip]\nindex-url = \"http://x/\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("uv.toml"),
+            "[pip]\nindex-url = \"http://x/\"\n",
+        )
+        .unwrap();
         assert!(probe.applies(dir.path()));
         std::fs::remove_file(dir.path().join("uv.toml")).unwrap();
         assert_eq!(probe.applies(dir.path()), before);
@@ -125,7 +144,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut probe = ConfigProbe::default();
         let before = probe.applies(dir.path());
-        std::fs::write(dir.path().join("pyproject.toml"), "[project]\nname = \"x\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("pyproject.toml"),
+            "[project]\nname = \"x\"\n",
+        )
+        .unwrap();
         assert_eq!(probe.applies(dir.path()), before);
         std::fs::write(
             dir.path().join("pyproject.toml"),

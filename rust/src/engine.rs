@@ -8,21 +8,21 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::{Mutex, OnceLock};
 
 use tokio::runtime::Runtime;
 use uv_cache::Cache;
 use uv_client::{BaseClient, BaseClientBuilder};
 use uv_configuration::Concurrency;
 use uv_python::{
-    EnvironmentPreference, PythonEnvironment, PythonPreference, PythonRequest, Target,
+    EnvironmentPreference, Prefix, PythonEnvironment, PythonPreference, PythonRequest, Target,
 };
 
+use crate::command::InstallArgs;
 use crate::environment::{DirStamp, EnvState};
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::guard::panic_error;
-use crate::command::InstallArgs;
 use crate::index::KeptIndexes;
 use crate::network::NetworkKey;
 
@@ -31,6 +31,15 @@ use crate::network::NetworkKey;
 pub struct EnvKey {
     pub root: PathBuf,
     pub target: Option<PathBuf>,
+    /// The `--prefix` folder, if any.
+    pub prefix: Option<PathBuf>,
+}
+
+impl EnvKey {
+    /// A `--target` or `--prefix` folder: usually a one-off, so its state is not kept.
+    pub fn is_one_off(&self) -> bool {
+        self.target.is_some() || self.prefix.is_some()
+    }
 }
 
 /// What one call uses besides its environment: the cache folder it names and the HTTP client
@@ -40,6 +49,8 @@ pub struct Shared {
     pub client_builder: BaseClientBuilder<'static>,
     pub base_client: BaseClient,
     pub concurrency: Concurrency,
+    /// The threads that link files: the engine's own pool (see `fork.rs`).
+    pub pool: std::sync::Arc<rayon::ThreadPool>,
 }
 
 pub struct Engine {
@@ -49,8 +60,9 @@ pub struct Engine {
     /// Caches by folder (`--cache-dir`, `UV_CACHE_DIR`), each holding uv's shared lock.
     caches: HashMap<PathBuf, Cache>,
     /// Warm HTTP clients, one per network configuration.
-    clients: HashMap<NetworkKey, (BaseClientBuilder<'static>, BaseClient)>,
+    clients: HashMap<NetworkKey, BaseClient>,
     concurrency: Concurrency,
+    pool: std::sync::Arc<rayon::ThreadPool>,
     /// Index pages kept between calls, per interpreter and index configuration.
     pub indexes: KeptIndexes,
     /// `--python` requests already answered, with the executable's stamp to notice a replacement.
@@ -69,9 +81,24 @@ const KEEP_SNAPSHOTS: usize = 4;
 
 impl Engine {
     async fn start() -> Result<Self> {
+        if FAIL_NEXT_START.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            panic!("requested by uv_ffi_debug_panic (while the engine starts)");
+        }
         let dir = cache_dir(None);
         let default_cache = init_cache(&dir).await?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(worker_threads())
+            .stack_size(uv_configuration::min_stack_size())
+            .thread_name(|index| format!("uv-ffi-rayon-{index}"))
+            .build()
+            .map_err(|err| {
+                FfiError::new(
+                    ErrorKind::Internal,
+                    format!("Failed to start the link threads: {err}"),
+                )
+            })?;
         Ok(Self {
+            pool: std::sync::Arc::new(pool),
             caches: HashMap::from([(dir, default_cache.clone())]),
             default_cache,
             clients: HashMap::new(),
@@ -98,15 +125,17 @@ impl Engine {
         };
         let key = NetworkKey::for_call(args)?;
         if !self.clients.contains_key(&key) {
-            let client = key.build(worker_threads())?;
+            let client = key.client(worker_threads())?;
             self.clients.insert(key.clone(), client);
         }
-        let (client_builder, base_client) = self.clients[&key].clone();
+        let base_client = self.clients[&key].clone();
+        let client_builder = key.builder(worker_threads())?;
         Ok(Shared {
             cache,
             client_builder,
             base_client,
             concurrency: self.concurrency.clone(),
+            pool: self.pool.clone(),
         })
     }
 
@@ -116,27 +145,17 @@ impl Engine {
         python: Option<&str>,
         system: bool,
         target: Option<&str>,
+        prefix: Option<&str>,
         cwd: &Path,
     ) -> Result<EnvKey> {
         let base = self.find_python(python, system, cwd)?;
-        let target = target.map(|t| absolute(cwd, t));
         let key = EnvKey {
             root: base.root().to_path_buf(),
-            target: target.clone(),
+            target: target.map(|t| absolute(cwd, t)),
+            prefix: prefix.map(|p| absolute(cwd, p)),
         };
         if !self.envs.contains_key(&key) {
-            let env = match &target {
-                Some(dir) => base.with_target(Target::from(dir.clone())).map_err(|err| {
-                    FfiError::new(
-                        ErrorKind::Install,
-                        format!(
-                            "Failed to prepare the target directory `{}`: {err}",
-                            dir.display()
-                        ),
-                    )
-                })?,
-                None => base,
-            };
+            let env = with_layout(base, &key)?;
             self.envs.insert(key.clone(), EnvState::new(env)?);
         }
         self.touch(&key);
@@ -237,7 +256,8 @@ impl Engine {
         match python {
             Some(_) => {
                 let cwd = current_dir()?;
-                self.environment(python, false, target, &cwd).map(Some)
+                self.environment(python, false, target, None, &cwd)
+                    .map(Some)
             }
             None => Ok(self
                 .last_env
@@ -250,7 +270,7 @@ impl Engine {
     fn idle(&mut self) {
         if let Some(key) = &self.last_env {
             if let Some(state) = self.envs.get_mut(key) {
-                if state.needs_rescan() && key.target.is_none() {
+                if state.needs_rescan() && !key.is_one_off() {
                     let _ = state.rescan();
                 }
             }
@@ -288,43 +308,89 @@ impl Engine {
     }
 }
 
+/// Test hook: the next engine start panics (see `uv_ffi_debug_panic`).
+pub static FAIL_NEXT_START: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The environment as `--target` or `--prefix` lays it out (created if missing, as uv does).
+fn with_layout(base: PythonEnvironment, key: &EnvKey) -> Result<PythonEnvironment> {
+    let failed = |dir: &Path, err: &dyn std::fmt::Display| {
+        FfiError::new(
+            ErrorKind::Install,
+            format!("Failed to prepare the directory `{}`: {err}", dir.display()),
+        )
+    };
+    match (&key.target, &key.prefix) {
+        (Some(dir), _) => base
+            .with_target(Target::from(dir.clone()))
+            .map_err(|err| failed(dir, &err)),
+        (None, Some(dir)) => base
+            .with_prefix(Prefix::from(dir.clone()))
+            .map_err(|err| failed(dir, &err)),
+        (None, None) => Ok(base),
+    }
+}
+
 /// Work for the engine thread: it gets the runtime, or the reason there is none.
 type Job = Box<dyn FnOnce(std::result::Result<&Runtime, &str>) + Send>;
 
-struct Handle {
-    jobs: Mutex<Sender<Job>>,
+/// The way to the engine thread of this process.
+pub(crate) struct Handle {
+    jobs: Sender<Job>,
     /// The process that started the engine thread: a forked child has no such thread.
     pid: u32,
 }
 
-static HANDLE: OnceLock<std::result::Result<Handle, String>> = OnceLock::new();
+/// The engine thread's queue. Empty before the first call, after a failed start, and in a
+/// forked child (see `fork.rs`); the next call then starts a fresh engine thread.
+static HANDLE: Mutex<Option<Handle>> = Mutex::new(None);
 
 /// The engine's state. The engine thread holds the lock while it runs an install; callers hold
 /// it briefly for synchronous work (an already-satisfied check, reading or patching a view), so
 /// that work never waits for the engine thread to wake up.
 static ENGINE: Mutex<Option<Engine>> = Mutex::new(None);
 
-fn lock_engine() -> std::sync::MutexGuard<'static, Option<Engine>> {
+pub(crate) fn lock_handle() -> std::sync::MutexGuard<'static, Option<Handle>> {
+    HANDLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) fn lock_engine() -> std::sync::MutexGuard<'static, Option<Engine>> {
     ENGINE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Process-wide settings uv's crates expect to be made once, before any work.
-fn init_globals() {
-    // The first concurrent map uv creates registers a process-wide memory barrier, which costs a
-    // scheduler grace period (about 15 ms here) once several threads exist. Pay it now, before
-    // the rayon pool and the engine thread start, as uv's own CLI does.
-    drop(uv_dispatch::SharedState::default());
-    // Preview features are read while unpacking archives and creating build environments; the
-    // setting must exist and be final before any of that.
-    let _ = uv_preview::set(uv_preview::Preview::default());
-    let _ = uv_preview::finalize();
-    uv_configuration::initialize_rayon_once();
-    crate::guard::install_quiet_panic_hook();
+/// In a forked child: forget the parent's engine without running any of its destructors (they
+/// would wait for threads that do not exist here). Called with both locks held.
+pub(crate) fn forget_parent_engine(handle: &mut Option<Handle>, engine: &mut Option<Engine>) {
+    std::mem::forget(handle.take());
+    std::mem::forget(engine.take());
 }
 
-fn spawn_engine() -> std::result::Result<Handle, String> {
+/// Process-wide settings uv's crates expect to be made once, before any work.
+fn init_globals() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // uv reads the current directory once, on first use, and exits the process if it is
+        // gone by then: read it now, while it exists.
+        if std::env::current_dir().is_ok() {
+            std::sync::LazyLock::force(&uv_fs::CWD);
+        }
+        // The first concurrent map uv creates registers a process-wide memory barrier, which
+        // costs a scheduler grace period (about 15 ms here) once several threads exist. Pay it
+        // now, before the rayon pool and the engine thread start, as uv's own CLI does.
+        drop(uv_dispatch::SharedState::default());
+        // Preview features are read while unpacking archives and creating build environments;
+        // the setting must exist and be final before any of that.
+        let _ = uv_preview::set(uv_preview::Preview::default());
+        let _ = uv_preview::finalize();
+        uv_configuration::initialize_rayon_once();
+    });
+}
+
+fn spawn_engine() -> Result<Handle> {
     init_globals();
     let (sender, receiver) = mpsc::channel::<Job>();
     let stack = uv_configuration::min_stack_size().max(8 * 1024 * 1024);
@@ -332,9 +398,14 @@ fn spawn_engine() -> std::result::Result<Handle, String> {
         .name("uv-ffi-engine".to_string())
         .stack_size(stack)
         .spawn(move || engine_loop(receiver))
-        .map_err(|err| format!("Failed to start the engine thread: {err}"))?;
+        .map_err(|err| {
+            FfiError::new(
+                ErrorKind::Internal,
+                format!("Failed to start the engine thread: {err}"),
+            )
+        })?;
     Ok(Handle {
-        jobs: Mutex::new(sender),
+        jobs: sender,
         pid: std::process::id(),
     })
 }
@@ -343,13 +414,15 @@ fn engine_loop(receiver: Receiver<Job>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(worker_threads())
+        .thread_name("uv-ffi-blocking")
         .build()
     {
         Ok(runtime) => runtime,
         Err(err) => {
+            // Without a runtime nothing can run: answer the job that is waiting and stop, so
+            // that the next call starts a new engine thread.
             let error = format!("Failed to start the runtime: {err}");
-            // Without a runtime nothing can run: every caller gets this error.
-            while let Ok(job) = receiver.recv() {
+            if let Ok(job) = receiver.recv() {
                 job(Err(&error));
             }
             return;
@@ -379,61 +452,65 @@ fn recover_from_panic(engine: &mut Engine, payload: &(dyn std::any::Any + Send))
     panic_error(payload)
 }
 
-/// Run `work` on the engine thread (with the runtime) and wait for its answer. A panic inside
-/// `work` is caught there and comes back as an error.
-pub fn with_engine<T, F>(work: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Engine, &Runtime) -> Result<T> + Send + 'static,
-{
-    let handle = HANDLE
-        .get_or_init(spawn_engine)
-        .as_ref()
-        .map_err(|msg| FfiError::new(ErrorKind::Internal, msg.clone()))?;
-    if handle.pid != std::process::id() {
-        return Err(FfiError::new(
-            ErrorKind::Internal,
-            "The engine was started in a parent process and cannot run in a forked child; \
-             use uv_ffi from the parent, or start children with the `spawn` method",
-        ));
+/// Hand `job` to this process's engine thread, starting one if there is none (first call,
+/// a failed start, a forked child). A thread that has stopped is replaced once.
+fn submit(job: Job) -> Result<()> {
+    let mut handle = lock_handle();
+    let pid = std::process::id();
+    if handle.as_ref().is_none_or(|h| h.pid != pid) {
+        *handle = Some(spawn_engine()?);
     }
-    let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
-    let job: Job = Box::new(move |runtime| {
-        let runtime = match runtime {
-            Ok(runtime) => runtime,
-            Err(message) => {
-                let _ = reply.send(Err(FfiError::new(ErrorKind::Internal, message)));
-                return;
-            }
-        };
-        let mut guard = lock_engine();
-        if guard.is_none() {
-            match runtime.block_on(Engine::start()) {
-                Ok(engine) => *guard = Some(engine),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                    return;
-                }
-            }
-        }
-        let engine = guard.as_mut().expect("started above");
-        let outcome = catch_unwind(AssertUnwindSafe(|| work(engine, runtime)))
-            .unwrap_or_else(|payload| Err(recover_from_panic(engine, payload.as_ref())));
-        drop(guard);
-        let _ = reply.send(outcome);
-    });
+    let job = match handle.as_ref().expect("set above").jobs.send(job) {
+        Ok(()) => return Ok(()),
+        Err(mpsc::SendError(job)) => job,
+    };
+    *handle = Some(spawn_engine()?);
     handle
+        .as_ref()
+        .expect("set above")
         .jobs
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .send(job)
-        .map_err(|_| FfiError::new(ErrorKind::Internal, "The engine thread has stopped"))?;
+        .map_err(|_| FfiError::new(ErrorKind::Internal, "The engine thread has stopped"))
+}
+
+/// Run a job on the engine thread and wait for its answer.
+fn on_engine_thread<T: Send + 'static>(
+    work: impl FnOnce(&Runtime) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
+    submit(Box::new(move |runtime| {
+        let outcome = match runtime {
+            Ok(runtime) => catch_unwind(AssertUnwindSafe(|| work(runtime)))
+                .unwrap_or_else(|payload| Err(panic_error(payload.as_ref()))),
+            Err(message) => Err(FfiError::new(ErrorKind::Internal, message)),
+        };
+        let _ = reply.send(outcome);
+    }))?;
     answer.recv().map_err(|_| {
         FfiError::new(
             ErrorKind::Internal,
             "The engine thread stopped before answering",
         )
     })?
+}
+
+/// Run `work` on the engine thread (with the runtime) and wait for its answer. The engine is
+/// started first if needed; a failure or panic while it starts is an error for this call, and
+/// the next call tries again. A panic inside `work` comes back as an error.
+pub fn with_engine<T, F>(work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Engine, &Runtime) -> Result<T> + Send + 'static,
+{
+    on_engine_thread(move |runtime| {
+        let mut guard = lock_engine();
+        if guard.is_none() {
+            *guard = Some(runtime.block_on(Engine::start())?);
+        }
+        let engine = guard.as_mut().expect("started above");
+        catch_unwind(AssertUnwindSafe(|| work(engine, runtime)))
+            .unwrap_or_else(|payload| Err(recover_from_panic(engine, payload.as_ref())))
+    })
 }
 
 /// Run `work` on the engine thread after stopping the engine: its caches, clients and views are
@@ -443,35 +520,10 @@ where
     T: Send + 'static,
     F: FnOnce(&Runtime) -> Result<T> + Send + 'static,
 {
-    let handle = HANDLE
-        .get_or_init(spawn_engine)
-        .as_ref()
-        .map_err(|msg| FfiError::new(ErrorKind::Internal, msg.clone()))?;
-    let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
-    let job: Job = Box::new(move |runtime| {
-        let outcome = match runtime {
-            Ok(runtime) => {
-                let mut guard = lock_engine();
-                *guard = None;
-                catch_unwind(AssertUnwindSafe(|| work(runtime)))
-                    .unwrap_or_else(|payload| Err(panic_error(payload.as_ref())))
-            }
-            Err(message) => Err(FfiError::new(ErrorKind::Internal, message)),
-        };
-        let _ = reply.send(outcome);
-    });
-    handle
-        .jobs
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .send(job)
-        .map_err(|_| FfiError::new(ErrorKind::Internal, "The engine thread has stopped"))?;
-    answer.recv().map_err(|_| {
-        FfiError::new(
-            ErrorKind::Internal,
-            "The engine thread stopped before answering",
-        )
-    })?
+    on_engine_thread(move |runtime| {
+        *lock_engine() = None;
+        work(runtime)
+    })
 }
 
 /// Run synchronous `work` on the caller's thread, starting the engine first if needed.

@@ -41,7 +41,9 @@ impl ErrorKind {
     /// The process-style exit code a command ending in this error reports.
     pub fn exit_code(self) -> i32 {
         match self {
-            Self::InvalidJson | Self::InvalidCommand | Self::InvalidRequirement => 2,
+            // uv exits with 2 for usage errors and for errors it did not expect, among them an
+            // index or find-links location it cannot reach.
+            Self::InvalidJson | Self::InvalidCommand | Self::InvalidRequirement | Self::Index => 2,
             _ => 1,
         }
     }
@@ -198,8 +200,9 @@ pub fn render_chain(err: &anyhow::Error) -> String {
 fn collect_hints(cause: &(dyn StdError + 'static), hints: &mut Vec<String>) {
     use uv_errors::Hint;
     fn push(found: uv_errors::Hints<'_>, hints: &mut Vec<String>) {
-        // `Hints` renders each entry as "\nhint: ..."; keep only the hint text.
-        let text = found.to_string();
+        // `Hints` renders each entry as "\nhint: ..." (with "hint" coloured); keep only the
+        // hint text.
+        let text = strip_ansi(&found.to_string());
         for line in text.split("\nhint: ").map(str::trim) {
             let line = line.strip_prefix("hint: ").unwrap_or(line);
             if !line.is_empty() {

@@ -35,14 +35,18 @@ pub fn run(engine: &mut Engine, runtime: &Runtime, call: UvCall, cwd: &Path) -> 
     check_process_cwd(cwd)?;
     let key = call.changes.as_ref().and_then(|args| {
         engine
-            .environment(args.python.as_deref(), args.system, args.target.as_deref(), cwd)
+            .environment(
+                args.python.as_deref(),
+                args.system,
+                args.target.as_deref(),
+                args.prefix.as_deref(),
+                cwd,
+            )
             .ok()
     });
-    let before = key
-        .as_ref()
-        .and_then(|key| engine.parts(key).1.view().ok());
+    let before = key.as_ref().and_then(|key| engine.parts(key).1.view().ok());
     let read_only = is_read_only(&call.cli);
-    let (exit_code, printed) = run_uv(runtime, *call.cli)?;
+    let (exit_code, printed) = run_uv(runtime, with_project_dir(*call.cli, cwd))?;
     if !read_only {
         engine.forget_everything_on_disk();
     }
@@ -65,7 +69,7 @@ pub fn run(engine: &mut Engine, runtime: &Runtime, call: UvCall, cwd: &Path) -> 
 /// Run `cli` without any warm state (the engine was stopped to release its cache lock).
 pub fn run_without_engine(runtime: &Runtime, call: UvCall, cwd: &Path) -> Result<UvOutcome> {
     check_process_cwd(cwd)?;
-    let (exit_code, printed) = run_uv(runtime, *call.cli)?;
+    let (exit_code, printed) = run_uv(runtime, with_project_dir(*call.cli, cwd))?;
     Ok(UvOutcome {
         exit_code,
         printed,
@@ -77,6 +81,14 @@ pub fn run_without_engine(runtime: &Runtime, call: UvCall, cwd: &Path) -> Result
 
 /// uv's command line itself: its exit status, and what it printed.
 fn run_uv(runtime: &Runtime, cli: Cli) -> Result<(i32, Printed)> {
+    if crate::fork::in_forked_child() {
+        // uv's command line links files on rayon's global pool, whose threads stayed in the
+        // parent: it would wait for ever here.
+        return Err(FfiError::new(
+            ErrorKind::InvalidCommand,
+            "This command runs through uv's own command line, which cannot run in a process forked from one where the engine already ran; run it in the parent, start the child with the `spawn` method, or run `uv` as a subprocess",
+        ));
+    }
     check_variables_uv_would_exit_on()?;
     let capture = Capture::start().map_err(|err| {
         FfiError::new(
@@ -99,6 +111,18 @@ fn run_uv(runtime: &Runtime, cli: Cli) -> Result<(i32, Printed)> {
         }
     };
     Ok((exit_code, printed))
+}
+
+/// uv looks for configuration files from the directory the process had when uv first read it
+/// (`uv_fs::CWD`). A host that changed directory since must get the files of its directory now,
+/// as a new `uv` process would: for commands outside a project, name it as `--project`.
+fn with_project_dir(mut cli: Cli, cwd: &Path) -> Cli {
+    let moved = uv_fs::CWD.as_path() != cwd;
+    let outside_a_project = !matches!(&*cli.command, Commands::Project(_));
+    if moved && outside_a_project && cli.top_level.global_args.project.is_none() {
+        cli.top_level.global_args.project = Some(cwd.to_path_buf());
+    }
+    cli
 }
 
 /// uv's command line is pinned to the directory the process had when uv first looked

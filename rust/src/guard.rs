@@ -66,6 +66,7 @@ where
     Req: DeserializeOwned,
     Resp: Serialize,
 {
+    let _inside = enter();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let text = input?;
         let request: Req = serde_json::from_str(text).map_err(|err| {
@@ -113,16 +114,51 @@ pub fn panic_error(payload: &(dyn std::any::Any + Send)) -> FfiError {
     FfiError::new(ErrorKind::Panic, format!("The engine panicked: {detail}"))
 }
 
-/// Keep Rust's default panic hook quiet unless logging was asked for: a caught panic is reported
-/// in the reply, and a host process does not expect text on its terminal.
-pub fn install_quiet_panic_hook() {
+/// Set up what must be in place before any entry point runs, once per process: the scoped
+/// panic hook and the fork handlers. Returns a guard that marks this thread as inside a call
+/// of this library until it is dropped.
+pub fn enter() -> Inside {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if crate::logging::enabled() {
-                previous(info);
-            }
-        }));
+        install_scoped_panic_hook();
+        crate::fork::install_handlers();
     });
+    DEPTH.with(|depth| depth.set(depth.get() + 1));
+    Inside(())
+}
+
+thread_local! {
+    /// How deep this thread is inside the library's entry points.
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as running a call of this library (see [`enter`]).
+pub struct Inside(());
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        DEPTH.with(|depth| depth.set(depth.get().saturating_sub(1)));
+    }
+}
+
+/// Whether a panic on the current thread is this library's: raised inside one of its calls, or
+/// on one of its threads (the engine thread and its runtime's and rayon pool's threads) or
+/// uv's (the resolver's, the cache reader's).
+fn panic_is_ours() -> bool {
+    DEPTH.with(std::cell::Cell::get) > 0
+        || std::thread::current()
+            .name()
+            .is_some_and(|name| name.starts_with("uv-"))
+}
+
+/// A panic of this library is caught and reported in the reply, so it stays off the host's
+/// terminal (unless `UV_FFI_LOG=1`); every other panic in the process goes to the hook that was
+/// there before, untouched.
+fn install_scoped_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !panic_is_ours() || crate::logging::enabled() {
+            previous(info);
+        }
+    }));
 }

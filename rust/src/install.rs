@@ -68,6 +68,9 @@ pub struct InstallReply {
     /// nothing).
     pub stdout: String,
     pub stderr: String,
+    /// True when the call failed on index pages kept from earlier calls and succeeded when
+    /// retried with fresh ones.
+    pub index_retried: bool,
 }
 
 impl InstallReply {
@@ -93,6 +96,7 @@ impl InstallReply {
             engine: "warm",
             stdout: String::new(),
             stderr: String::new(),
+            index_retried: false,
         }
     }
 
@@ -111,6 +115,7 @@ impl InstallReply {
             engine: "printed",
             stdout: printed.stdout,
             stderr: printed.stderr,
+            index_retried: false,
         }
     }
 }
@@ -291,6 +296,9 @@ async fn install(
     if !args.break_system_packages {
         check_externally_managed(&state.env)?;
     }
+    // The environment's lock (uv's, shared with its CLI), held for the rest of the call as uv
+    // holds it: from before the environment is read until its files have changed.
+    let _lock = state.env.lock().await.ok();
 
     let reinstall = reinstall_of(args)?;
     let upgrade = upgrade_of(args)?;
@@ -367,7 +375,8 @@ async fn install(
     };
 
     // Index pages: kept from an earlier call when allowed, otherwise read fresh.
-    let index_strategy: IndexStrategy = value_of("--index-strategy", args.index_strategy.as_deref())?;
+    let index_strategy: IndexStrategy =
+        value_of("--index-strategy", args.index_strategy.as_deref())?;
     let index_key = format!(
         "{}|{:?}|{:?}|{:?}|{}",
         interpreter.sys_executable().display(),
@@ -596,8 +605,6 @@ async fn install(
             return Ok(Changes::none(true));
         }
 
-        // Hold the environment's lock (shared with uv's CLI) while files change.
-        let _lock = state.env.lock().await.ok();
         let wheels = if remote.is_empty() {
             Vec::new()
         } else {
@@ -633,11 +640,14 @@ async fn install(
         let installed_dists = if to_install.is_empty() {
             Vec::new()
         } else {
-            let outcome = uv_installer::Installer::new(&state.env, Preview::default())
+            // On the engine's own rayon pool: rayon's global pool does not survive a fork.
+            let installer = uv_installer::Installer::new(&state.env, Preview::default())
                 .with_link_mode(link_mode)
                 .with_cache(&cache)
-                .with_installer_metadata(true)
-                .install_blocking(to_install);
+                .with_installer_metadata(true);
+            let outcome = shared
+                .pool
+                .install(|| installer.install_blocking(to_install));
             match outcome {
                 Ok(dists) => dists,
                 Err(err) => {
@@ -801,7 +811,10 @@ fn upgrade_of(args: &InstallArgs) -> Result<Upgrade> {
             uv_pep508::Requirement::<uv_pypi_types::VerbatimParsedUrl>::from_str(text)
                 .map(uv_distribution_types::Requirement::from)
                 .map_err(|err| {
-                    FfiError::new(ErrorKind::InvalidRequirement, format!("Failed to parse: `{text}`\n  Caused by: {err}"))
+                    FfiError::new(
+                        ErrorKind::InvalidRequirement,
+                        format!("Failed to parse: `{text}`\n  Caused by: {err}"),
+                    )
                 })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -815,7 +828,10 @@ fn build_options_of(args: &InstallArgs) -> Result<BuildOptions> {
             .iter()
             .map(|text| {
                 PackageNameSpecifier::from_str(text).map_err(|err| {
-                    FfiError::new(ErrorKind::InvalidCommand, format!("Invalid package name `{text}`: {err}"))
+                    FfiError::new(
+                        ErrorKind::InvalidCommand,
+                        format!("Invalid package name `{text}`: {err}"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>>>()
@@ -831,7 +847,10 @@ fn names(values: &[String]) -> Result<Vec<uv_normalize::PackageName>> {
         .iter()
         .map(|text| {
             uv_normalize::PackageName::from_str(text).map_err(|err| {
-                FfiError::new(ErrorKind::InvalidRequirement, format!("Invalid package name `{text}`: {err}"))
+                FfiError::new(
+                    ErrorKind::InvalidRequirement,
+                    format!("Invalid package name `{text}`: {err}"),
+                )
             })
         })
         .collect()

@@ -9,6 +9,7 @@ mod engine;
 mod environment;
 mod error;
 mod fallback;
+mod fork;
 mod guard;
 mod index;
 mod install;

@@ -71,8 +71,10 @@ impl NetworkKey {
         })
     }
 
-    /// A client builder and a client for these settings.
-    pub fn build(&self, cache_read_threads: usize) -> Result<(BaseClientBuilder<'static>, BaseClient)> {
+    /// A new client builder for these settings. Each call gets its own, so that credentials
+    /// one call learns (from an index URL, say) never serve a later call, as with a new `uv`
+    /// process; the connections stay warm in the shared client (`RegistryClientBuilder::wrap_existing`).
+    pub fn builder(&self, cache_read_threads: usize) -> Result<BaseClientBuilder<'static>> {
         let insecure = self
             .insecure_hosts
             .iter()
@@ -90,7 +92,7 @@ impl NetworkKey {
         } else {
             Connectivity::Online
         };
-        let mut builder = BaseClientBuilder::new(
+        let builder = BaseClientBuilder::new(
             connectivity,
             self.system_certs,
             insecure,
@@ -100,12 +102,16 @@ impl NetworkKey {
             self.retries,
         )
         .cache_read_concurrency(cache_read_threads);
-        if let Some(certificates) = Certificates::from_env() {
-            builder = builder.custom_certificates(certificates);
-        }
-        let client = builder
+        Ok(match Certificates::from_env() {
+            Some(certificates) => builder.custom_certificates(certificates),
+            None => builder,
+        })
+    }
+
+    /// The client whose connections are kept warm for these settings.
+    pub fn client(&self, cache_read_threads: usize) -> Result<BaseClient> {
+        self.builder(cache_read_threads)?
             .build()
-            .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
-        Ok((builder, client))
+            .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))
     }
 }

@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{self, Command, InstallArgs};
 use crate::engine::{Engine, EnvKey, with_engine, with_engine_here, with_engine_stopped};
-use crate::fallback;
-use crate::request::{self, Route, UvCall};
 use crate::environment::{DirStamp, ViewCounters};
 use crate::error::{ErrorKind, FfiError, Result};
+use crate::fallback;
 use crate::index::IndexCounters;
 use crate::install::{self, CallPolicy, InstallReply};
 use crate::profile::Profile;
+use crate::request::{self, Route, UvCall};
 
 /// Bumped whenever a request or reply changes incompatibly.
 pub const ABI_VERSION: u32 = 2;
@@ -84,7 +84,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The command line (shell quoting rules), or `argv`: the words themselves.
@@ -107,6 +107,9 @@ pub struct RunRequest {
     /// How long index pages kept from earlier calls may be used, in milliseconds.
     #[serde(default = "default_index_ttl_ms")]
     pub index_ttl_ms: u64,
+    /// Retry once with fresh index pages when a call that used kept pages fails.
+    #[serde(default = "yes")]
+    pub retry_fresh_index: bool,
 }
 
 impl RunRequest {
@@ -120,6 +123,7 @@ impl RunRequest {
             heal: true,
             fresh_index: false,
             index_ttl_ms: default_index_ttl_ms(),
+            retry_fresh_index: true,
         }
     }
 }
@@ -136,15 +140,45 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
     let route = request::route(&argv, &cwd)?;
     profile.mark("parse");
     match route {
-        Route::Warm(command) => match run_warm(command, &argv, &request, &cwd, profile.clone()) {
-            Err(err) if err.kind == ErrorKind::DeferToUv => match request::route_to_uv(&argv, &cwd)? {
-                Route::Uv(call) => run_uv(call, cwd, profile),
-                _ => Err(err),
-            },
-            other => other,
-        },
+        Route::Warm(command) => {
+            match run_warm_with_retry(command, &argv, &request, &cwd, profile.clone()) {
+                Err(err) if err.kind == ErrorKind::DeferToUv => {
+                    match request::route_to_uv(&argv, &cwd)? {
+                        Route::Uv(call) => run_uv(call, cwd, profile),
+                        _ => Err(err),
+                    }
+                }
+                other => other,
+            }
+        }
         Route::Uv(call) => run_uv(call, cwd, profile),
-        Route::Printed { printed, exit_code } => Ok(InstallReply::printed(printed, exit_code, profile)),
+        Route::Printed { printed, exit_code } => {
+            Ok(InstallReply::printed(printed, exit_code, profile))
+        }
+    }
+}
+
+/// The warm call, retried once with fresh index pages when it failed after using kept ones (a
+/// release published since the pages were read may change the answer). The policy lives here,
+/// so callers through C get it too.
+fn run_warm_with_retry(
+    command: Command,
+    argv: &[String],
+    request: &RunRequest,
+    cwd: &Path,
+    profile: Profile,
+) -> Result<InstallReply> {
+    match run_warm(command.clone(), argv, request, cwd, profile.clone()) {
+        Err(err) if err.retry == Some("fresh_index") && request.retry_fresh_index => {
+            let fresh = RunRequest {
+                fresh_index: true,
+                ..request.clone()
+            };
+            let mut reply = run_warm(command, argv, &fresh, cwd, profile)?;
+            reply.index_retried = true;
+            Ok(reply)
+        }
+        other => other,
     }
 }
 
@@ -175,7 +209,7 @@ fn run_warm(
         // The answer says whether the disk was checked, and the reply if nothing is to be done.
         let fast = with_engine_here(|engine| {
             let key = environment_of(engine, &args, cwd)?;
-            if key.target.is_some() {
+            if key.is_one_off() {
                 return Ok((false, None));
             }
             engine.last_env = Some(key.clone());
@@ -204,7 +238,7 @@ fn run_warm(
     let reply = with_engine(move |engine, runtime| {
         let key = environment_of(engine, &args, &cwd)?;
         profile.mark("environment");
-        if key.target.is_none() {
+        if !key.is_one_off() {
             engine.last_env = Some(key.clone());
         }
         policy.refresh_index = std::mem::take(&mut engine.refresh_index);
@@ -226,8 +260,8 @@ fn run_warm(
                 profile,
             )
         };
-        if key.target.is_some() {
-            // A `--target` folder is usually a one-off; do not keep its state around.
+        if key.is_one_off() {
+            // A `--target` or `--prefix` folder is usually a one-off; do not keep its state.
             engine.envs.remove(&key);
         }
         reply
@@ -271,6 +305,7 @@ fn run_uv(call: UvCall, cwd: PathBuf, mut profile: Profile) -> Result<InstallRep
         engine: "uv",
         stdout: printed.stdout,
         stderr: printed.stderr,
+        index_retried: false,
     })
 }
 
@@ -280,6 +315,7 @@ fn environment_of(engine: &mut Engine, args: &InstallArgs, cwd: &Path) -> Result
         args.python.as_deref(),
         args.system,
         args.target.as_deref(),
+        args.prefix.as_deref(),
         cwd,
     )
 }
@@ -438,6 +474,27 @@ pub fn index_clear(_: Empty) -> Result<IndexClearReply> {
 }
 
 /// Test hook: panics on the engine thread, to prove the panic comes back as an error.
-pub fn debug_panic(_: Empty) -> Result<Empty> {
-    with_engine(|_, _| -> Result<Empty> { panic!("requested by uv_ffi_debug_panic") })
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugPanicRequest {
+    /// `"call"` (default): panic inside a call on the engine thread; `"start"`: stop the engine
+    /// and make its next start panic.
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+pub fn debug_panic(request: DebugPanicRequest) -> Result<Empty> {
+    match request.at.as_deref() {
+        None | Some("call") => {
+            with_engine(|_, _| -> Result<Empty> { panic!("requested by uv_ffi_debug_panic") })
+        }
+        Some("start") => with_engine_stopped(|_| {
+            crate::engine::FAIL_NEXT_START.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(Empty {})
+        }),
+        Some(other) => Err(FfiError::new(
+            ErrorKind::InvalidJson,
+            format!("Invalid request: `at` is \"call\" or \"start\", not {other:?}"),
+        )),
+    }
 }

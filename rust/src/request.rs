@@ -13,7 +13,7 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
@@ -44,7 +44,10 @@ pub struct UvCall {
 /// Route a tokenized command (with or without a leading `uv`).
 pub fn route(argv: &[String], cwd: &Path) -> Result<Route> {
     if let Some(command) = command::parse_fast(argv) {
-        if foreign_variables(&[]).is_empty() && !config_applies(cwd, false) {
+        if foreign_variables(&[]).is_empty()
+            && command::valid_link_mode_variable()
+            && !config_applies(cwd, false)
+        {
             return Ok(Route::Warm(command));
         }
     }
@@ -127,11 +130,93 @@ fn route_with_uv_parser(argv: &[String], cwd: &Path, allow_warm: bool) -> Result
         _ => None,
     };
     let needs_cache_lock = matches!(&*cli.command, Commands::Cache(_));
+    let cli = match anchored_paths(argv, cwd) {
+        Some(anchored) => {
+            let matches = uv_matches(&anchored).map_err(|err| clap_error(&err))?;
+            Cli::from_arg_matches(&matches).map_err(|err| clap_error(&err))?
+        }
+        None => cli,
+    };
     Ok(Route::Uv(UvCall {
         cli: Box::new(cli),
         changes,
         needs_cache_lock,
     }))
+}
+
+/// Options whose value is a path, as uv spells them.
+const PATH_OPTIONS: &[&str] = &[
+    "-r",
+    "--requirements",
+    "--requirement",
+    "-c",
+    "--constraints",
+    "--constraint",
+    "--overrides",
+    "--override",
+    "--excludes",
+    "--exclude",
+    "-b",
+    "--build-constraints",
+    "--build-constraint",
+    "-e",
+    "--editable",
+    "-f",
+    "--find-links",
+    "--target",
+    "-t",
+    "--prefix",
+    "--cache-dir",
+    "--config-file",
+    "-o",
+    "--output-file",
+    "--project",
+];
+
+/// uv resolves some relative paths against the directory the process had when uv first read
+/// it (`uv_fs::CWD`), not the current one. After the host changed directory, relative paths
+/// given to uv's command line are made absolute against the current directory, so they mean
+/// what they would mean to a `uv` started there: values of path options, and words that are
+/// clearly paths (`./x`, `../x`, `x/y`, or an archive or requirements file name), when they
+/// exist. uv's messages then show those paths in full. `None` when nothing needs anchoring.
+fn anchored_paths(argv: &[String], cwd: &Path) -> Option<Vec<String>> {
+    if uv_fs::CWD.as_path() == cwd {
+        return None;
+    }
+    let anchor = |word: &str| -> Option<String> {
+        let path = Path::new(word);
+        let relative = !word.is_empty() && path.is_relative() && !word.contains("://");
+        (relative && cwd.join(path).exists()).then(|| cwd.join(path).to_string_lossy().into_owned())
+    };
+    let looks_like_a_path = |word: &str| {
+        word.starts_with("./")
+            || word.starts_with("../")
+            || word == "."
+            || word == ".."
+            || (word.contains('/') && !word.contains("://") && !word.contains('@'))
+            || [".whl", ".tar.gz", ".zip", ".txt", ".toml", ".in"]
+                .iter()
+                .any(|suffix| word.ends_with(suffix))
+    };
+    let mut out = Vec::with_capacity(argv.len());
+    let mut value_of_path_option = false;
+    for word in argv {
+        let anchored = if value_of_path_option {
+            anchor(word)
+        } else if let Some((option, value)) = word
+            .split_once('=')
+            .filter(|(o, _)| PATH_OPTIONS.contains(o))
+        {
+            anchor(value).map(|value| format!("{option}={value}"))
+        } else if !word.starts_with('-') && looks_like_a_path(word) {
+            anchor(word)
+        } else {
+            None
+        };
+        value_of_path_option = PATH_OPTIONS.contains(&word.as_str());
+        out.push(anchored.unwrap_or_else(|| word.clone()));
+    }
+    (out != argv).then_some(out)
 }
 
 /// `pip install` options the warm engine applies with uv's meaning, by clap id. The negative
@@ -142,6 +227,7 @@ const WARM_INSTALL_IDS: &[&str] = &[
     "constraints",
     "python",
     "target",
+    "prefix",
     "system",
     "no_system",
     "break_system_packages",
@@ -190,6 +276,7 @@ const WARM_UNINSTALL_IDS: &[&str] = &[
     "requirements",
     "python",
     "target",
+    "prefix",
     "system",
     "no_system",
     "break_system_packages",
@@ -235,12 +322,77 @@ fn foreign_variables(read_by_clap: &[String]) -> Vec<String> {
     foreign
 }
 
+/// uv's built `clap::Command` (building it is the expensive part of parsing), and the
+/// variables clap reads for the warm options, both computed once.
+static COMMAND: Mutex<Option<BuiltCommand>> = Mutex::new(None);
+
+/// uv's `clap::Command`, with the values of the variables its options read. clap reads an
+/// option's variable when the command is built, not when it parses, so a kept command is used
+/// only while every one of those variables still has the value it had then.
+pub struct BuiltCommand {
+    command: clap::Command,
+    variables: Vec<(OsString, Option<OsString>)>,
+}
+
+impl BuiltCommand {
+    fn new() -> Self {
+        let command = Cli::command();
+        let mut names = Vec::new();
+        collect_variable_names(&command, &mut names);
+        names.sort();
+        names.dedup();
+        let variables = names
+            .into_iter()
+            .map(|name| {
+                let value = std::env::var_os(&name);
+                (name, value)
+            })
+            .collect();
+        Self { command, variables }
+    }
+
+    fn is_current(&self) -> bool {
+        self.variables
+            .iter()
+            .all(|(name, value)| std::env::var_os(name) == *value)
+    }
+}
+
+fn collect_variable_names(command: &clap::Command, into: &mut Vec<OsString>) {
+    into.extend(
+        command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env().map(OsString::from)),
+    );
+    for sub in command.get_subcommands() {
+        collect_variable_names(sub, into);
+    }
+}
+static VARIABLES: Mutex<Vec<(usize, Vec<String>)>> = Mutex::new(Vec::new());
+
+fn lock<T>(mutex: &'static Mutex<T>) -> MutexGuard<'static, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The parser's locks, held across a fork (`fork.rs`).
+pub struct ParserLocks {
+    _command: MutexGuard<'static, Option<BuiltCommand>>,
+    _variables: MutexGuard<'static, Vec<(usize, Vec<String>)>>,
+}
+
+pub fn lock_parser() -> ParserLocks {
+    ParserLocks {
+        _command: lock(&COMMAND),
+        _variables: lock(&VARIABLES),
+    }
+}
+
 /// The variables clap reads for the given ids of `pip install` / `pip uninstall`.
 fn variables_of(ids: &'static [&'static str]) -> Vec<String> {
-    static CACHE: OnceLock<Mutex<Vec<(usize, Vec<String>)>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Mutex::default);
     let key = ids.as_ptr() as usize;
-    let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cache = lock(&VARIABLES);
     if let Some((_, names)) = cache.iter().find(|(k, _)| *k == key) {
         return names.clone();
     }
@@ -271,16 +423,18 @@ fn config_applies(cwd: &Path, no_config: bool) -> bool {
     !no_config && crate::config::applies(cwd)
 }
 
-/// Parse with uv's own definitions. The built `clap::Command` is kept: building it is the
-/// expensive part.
+/// Parse with uv's own definitions.
 fn uv_matches(argv: &[String]) -> std::result::Result<ArgMatches, clap::Error> {
-    static COMMAND: OnceLock<Mutex<clap::Command>> = OnceLock::new();
-    let command = COMMAND.get_or_init(|| Mutex::new(Cli::command()));
-    let mut command = command
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let words = std::iter::once(OsString::from("uv"))
-        .chain(argv.iter().skip(usize::from(argv.first().is_some_and(|w| w == "uv"))).map(OsString::from));
+    let mut built = lock(&COMMAND);
+    if !built.as_ref().is_some_and(BuiltCommand::is_current) {
+        *built = Some(BuiltCommand::new());
+    }
+    let command = &mut built.as_mut().expect("built above").command;
+    let words = std::iter::once(OsString::from("uv")).chain(
+        argv.iter()
+            .skip(usize::from(argv.first().is_some_and(|w| w == "uv")))
+            .map(OsString::from),
+    );
     command.try_get_matches_from_mut(words)
 }
 
@@ -437,13 +591,20 @@ fn install_args(leaf: &ArgMatches) -> InstallArgs {
         if given { one(id) } else { None }
     };
     let flag = |id: &str| matches!(leaf.try_get_one::<bool>(id), Ok(Some(true)));
-    let count = |id: &str| leaf.try_get_one::<u8>(id).ok().flatten().copied().unwrap_or(0);
+    let count = |id: &str| {
+        leaf.try_get_one::<u8>(id)
+            .ok()
+            .flatten()
+            .copied()
+            .unwrap_or(0)
+    };
     InstallArgs {
         packages: strings("package"),
         requirements: strings("requirements"),
         constraints: strings("constraints"),
         python: one("python"),
         target: one("target"),
+        prefix: one("prefix"),
         link_mode: on_line("link_mode"),
         index_url: one("index_url"),
         extra_index_urls: strings("extra_index_url"),

@@ -38,6 +38,9 @@ pub fn run(
     if !args.break_system_packages {
         check_externally_managed(&state.env)?;
     }
+    // uv's environment lock, held from before the environment is read until files are gone.
+    let env = state.env.clone();
+    let _lock = runtime.block_on(env.lock()).ok();
     let site = state.site_packages()?;
     let mut targets: Vec<InstalledDist> = Vec::new();
     for name in &names {
@@ -47,9 +50,7 @@ pub fn run(
     let mut removed: Vec<(String, String)> = Vec::new();
     if !args.dry_run && !targets.is_empty() {
         let layout = state.env.interpreter().layout();
-        let env = state.env.clone();
         let outcome: Result<()> = runtime.block_on(async {
-            let _lock = env.lock().await.ok();
             for dist in &targets {
                 match uv_installer::uninstall(dist, &layout).await {
                     Ok(_)

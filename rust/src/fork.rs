@@ -1,0 +1,79 @@
+//! Fork safety: a child forked while another thread is inside a call must neither hang nor see
+//! state copied in the middle of a change.
+//!
+//! `pthread_atfork` handlers take every lock of this library before the fork (so no lock is
+//! held by a thread that will not exist in the child, and no state is mid-change), and release
+//! them afterwards in both processes. In the child the parent's engine is forgotten without
+//! running its destructors (its threads do not exist there); the child's first call starts a
+//! fresh engine of its own. A fork waits for a call that is running to finish.
+//!
+//! The child's installs use the fresh engine's own rayon pool. uv's command line in a child
+//! would use rayon's global pool, whose threads stayed in the parent, so those commands are
+//! refused there with a clear error (`fallback.rs`).
+
+use std::cell::RefCell;
+use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::engine::{self, Engine, Handle};
+
+/// The process that installed the handlers: a different pid means this is a forked child.
+static FIRST_PID: AtomicU32 = AtomicU32::new(0);
+
+/// The locks held across a fork, by the forking thread.
+struct Held {
+    _parse: crate::request::ParserLocks,
+    _probe: crate::config::ProbeLock,
+    handle: MutexGuard<'static, Option<Handle>>,
+    engine: MutexGuard<'static, Option<Engine>>,
+}
+
+thread_local! {
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
+
+/// Register the handlers once per process (called when the first engine starts).
+pub fn install_handlers() {
+    FIRST_PID.store(std::process::id(), Ordering::Relaxed);
+    // SAFETY: the three functions are `extern "C"`, never unwind and live for the whole process.
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        );
+    }
+}
+
+/// True in a process forked from the one whose engine ran first.
+pub fn in_forked_child() -> bool {
+    let first = FIRST_PID.load(Ordering::Relaxed);
+    first != 0 && first != std::process::id()
+}
+
+/// Always the same order, and no code path holds two of these at once, so this cannot deadlock.
+extern "C" fn before_fork() {
+    let held = std::panic::catch_unwind(|| Held {
+        _parse: crate::request::lock_parser(),
+        _probe: crate::config::lock_probe(),
+        handle: engine::lock_handle(),
+        engine: engine::lock_engine(),
+    });
+    if let Ok(held) = held {
+        HELD.with(|slot| *slot.borrow_mut() = Some(held));
+    }
+}
+
+extern "C" fn after_fork_parent() {
+    let _ = std::panic::catch_unwind(|| HELD.with(|slot| drop(slot.borrow_mut().take())));
+}
+
+extern "C" fn after_fork_child() {
+    let _ = std::panic::catch_unwind(|| {
+        HELD.with(|slot| {
+            if let Some(mut held) = slot.borrow_mut().take() {
+                engine::forget_parent_engine(&mut held.handle, &mut held.engine);
+            }
+        })
+    });
+}
