@@ -749,18 +749,20 @@ class Checker:
             decl = self.header.declarations.get(name)
             if decl is None:
                 continue
-            for key in sorted(set(re.findall(r'\\?"(\w+)\\?"\s*:', fn.body))):
+            text, _ = self.files[fn.file]
+            # The reply may be built by helpers in the same file: read their bodies too.
+            body = fn.body + "".join(_function_body(text, callee) for callee in set(re.findall(r"\b(\w+)\(", fn.body)))
+            for key in sorted(set(re.findall(r'\\?"(\w+)\\?"\s*:', body))):
                 if not quoted(decl.doc, key):
                     self.problem("run_c", '%s: writes the JSON key "%s" (%s:%d) but the comment above it in %s does '
                                  "not mention it" % (name, key, self.rel(fn.file), fn.line, self.header_rel))
-            for key, value in sorted(set(re.findall(r'\\?"(\w+)\\?"\s*:\s*\\?"(\w+)\\?"', fn.body))):
+            for key, value in sorted(set(re.findall(r'\\?"(\w+)\\?"\s*:\s*\\?"(\w+)\\?"', body))):
                 if not quoted(decl.doc, value):
                     self.problem("run_c", '%s: writes "%s": "%s" (%s:%d) but the comment above it in %s does not '
                                  'mention "%s"' % (name, key, value, self.rel(fn.file), fn.line, self.header_rel, value))
-            text, _ = self.files[fn.file]
             constants = dict(re.findall(r"\bconst\s+(\w+)\s*:\s*c_int\s*=\s*(-?\d+)\s*;", text))
             for const, value in sorted(constants.items()):
-                if re.search(r"\b%s\b" % const, fn.body) and not re.search(r"(?<![\w-])%s(?!\d)" % re.escape(value), decl.doc):
+                if re.search(r"\b%s\b" % const, body) and not re.search(r"(?<![\w-])%s(?!\d)" % re.escape(value), decl.doc):
                     self.problem("run_c", "%s: uses %s = %s but the comment above it in %s does not mention %s" % (
                         name, const, value, self.header_rel, value))
 
@@ -895,6 +897,20 @@ def _edited_header(tmp_path, edit) -> str:
     path.parent.mkdir(parents=True)
     path.write_text(edited, encoding="utf-8")
     return str(path)
+
+
+def _function_body(text: str, name: str) -> str:
+    """The body of `fn NAME(...)` in Rust source `text` (braces matched), or "" if there is none."""
+    found = re.search(r"\bfn\s+%s\s*[(<]" % re.escape(name), text)
+    if not found:
+        return ""
+    start = text.find("{", found.end())
+    depth = 0
+    for index in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
+        if depth == 0:
+            return text[start:index + 1]
+    return ""
 
 
 def _new_problems(edited: str, exports: Optional[Set[str]] = None) -> Dict[str, List[str]]:

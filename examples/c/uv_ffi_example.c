@@ -20,6 +20,9 @@
  *   2. uv_ffi_run installs version A
  *   3. uv_ffi_run swaps to version B
  *   4. uv_ffi_view_get shows B and not A
+ *   4b. fork(): the child (a fresh engine of its own) finds B already installed; the parent
+ *      waits at most 60 s, so a hang is a failure, not a stuck run (left out when
+ *      UV_FFI_EXAMPLE_NO_FORK is set, as under valgrind)
  *   5. invalid JSON, a command that is not pip install/uninstall, an unknown request field and a
  *      NULL request all get an error envelope ("ok": false) of the right kind
  *   6. omnipkg_uv_run_c with a 64-byte buffer for a command whose reply does not fit: -2, the
@@ -33,9 +36,15 @@
  * spaces). That is enough for an example; a real client should use a JSON parser (the Go example
  * does).
  */
+#define _POSIX_C_SOURCE 200809L /* fork, waitpid, kill, nanosleep */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "uv_ffi.h"
 
@@ -267,6 +276,39 @@ int main(int argc, char **argv) {
         uv_ffi_string_free(reply);
         free(has_a);
         free(has_b);
+        free(request.data);
+    }
+
+    /* 4b. a forked child starts an engine of its own */
+    if (!getenv("UV_FFI_EXAMPLE_NO_FORK")) {
+        buf_t request = {0};
+        buf_puts(&request, "{\"command\": \"pip install --python ");
+        buf_put_json(&request, python);
+        buf_puts(&request, " -i ");
+        buf_put_json(&request, index);
+        buf_puts(&request, " ");
+        buf_put_json(&request, spec_b);
+        buf_puts(&request, "\"}");
+        fflush(stdout);
+        pid_t child = fork();
+        if (child == 0) {
+            char *reply = uv_ffi_run(request.data);
+            int ok = contains(reply, "\"ok\":true") && contains(reply, "\"satisfied\":true");
+            uv_ffi_string_free(reply);
+            _exit(ok ? 0 : 1);
+        }
+        int status = -1, waited_ms = 0;
+        struct timespec tick = {0, 50 * 1000 * 1000};
+        while (child > 0 && waitpid(child, &status, WNOHANG) == 0 && waited_ms < 60000) {
+            nanosleep(&tick, NULL);
+            waited_ms += 50;
+        }
+        if (child > 0 && waited_ms >= 60000) {
+            kill(child, SIGKILL);
+            waitpid(child, &status, 0);
+        }
+        int ok = child > 0 && waited_ms < 60000 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        report(ok, "fork", ok ? "the child's own engine answered" : "the child failed or hung");
         free(request.data);
     }
 

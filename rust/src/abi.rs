@@ -9,6 +9,9 @@ use crate::guard::{self, call};
 use crate::ops;
 
 /// Library and ABI version. Request: `{}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uv_ffi_info(request: *const c_char) -> *mut c_char {
     // SAFETY: the caller passes NULL or a NUL-terminated string alive for the call.
@@ -16,6 +19,9 @@ pub unsafe extern "C" fn uv_ffi_info(request: *const c_char) -> *mut c_char {
 }
 
 /// Tokenize and parse a command without running it. Request: `{"command": str}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uv_ffi_parse(request: *const c_char) -> *mut c_char {
     // SAFETY: as above.
@@ -23,6 +29,9 @@ pub unsafe extern "C" fn uv_ffi_parse(request: *const c_char) -> *mut c_char {
 }
 
 /// Run a command. Request: `{"command": str, "cwd"?: str, "check"?: bool, "heal"?: bool}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uv_ffi_run(request: *const c_char) -> *mut c_char {
     // SAFETY: as above.
@@ -30,6 +39,9 @@ pub unsafe extern "C" fn uv_ffi_run(request: *const c_char) -> *mut c_char {
 }
 
 /// Read an environment's view. Request: `{"python"?: str, "check"?: bool}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uv_ffi_view_get(request: *const c_char) -> *mut c_char {
     // SAFETY: as above.
@@ -37,6 +49,9 @@ pub unsafe extern "C" fn uv_ffi_view_get(request: *const c_char) -> *mut c_char 
 }
 
 /// Apply a known delta to a view. Request: `{"python"?: str, "installed": [[n, v]], "removed": [[n, v]]}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uv_ffi_view_patch(request: *const c_char) -> *mut c_char {
     // SAFETY: as above.
@@ -44,6 +59,9 @@ pub unsafe extern "C" fn uv_ffi_view_patch(request: *const c_char) -> *mut c_cha
 }
 
 /// Drop a view so the next use rescans. Request: `{"python"?: str}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uv_ffi_view_invalidate(request: *const c_char) -> *mut c_char {
     // SAFETY: as above.
@@ -51,6 +69,9 @@ pub unsafe extern "C" fn uv_ffi_view_invalidate(request: *const c_char) -> *mut 
 }
 
 /// Stamps of the folders a view is built from. Request: `{"python"?: str}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uv_ffi_view_fingerprint(request: *const c_char) -> *mut c_char {
     // SAFETY: as above.
@@ -58,6 +79,9 @@ pub unsafe extern "C" fn uv_ffi_view_fingerprint(request: *const c_char) -> *mut
 }
 
 /// Make the next resolution revalidate every index page. Request: `{}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uv_ffi_index_clear(request: *const c_char) -> *mut c_char {
     // SAFETY: as above.
@@ -65,6 +89,9 @@ pub unsafe extern "C" fn uv_ffi_index_clear(request: *const c_char) -> *mut c_ch
 }
 
 /// Panic on the engine thread (for tests of the boundary). Request: `{}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uv_ffi_debug_panic(request: *const c_char) -> *mut c_char {
     // SAFETY: as above.
@@ -72,6 +99,9 @@ pub unsafe extern "C" fn uv_ffi_debug_panic(request: *const c_char) -> *mut c_ch
 }
 
 /// Free a string returned by any `uv_ffi_*` function. NULL is allowed.
+///
+/// # Safety
+/// `text` is NULL or a reply of this library that was not freed yet.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uv_ffi_string_free(text: *mut c_char) {
     if !text.is_null() {
@@ -88,8 +118,12 @@ pub const UV_FFI_ERR_BUFFER_TOO_SMALL: c_int = -2;
 pub const MIN_OUT: c_int = 64;
 
 /// Upstream-compatible entry point: run `cmd`, write `{"installed": [[n, v]], "removed": [[n, v]],
-/// "error": str}` into `out_json` (NUL-terminated, never more than `max_out` bytes) and return
-/// the exit code.
+/// "error": str, "stdout"?: str}` into `out_json` (NUL-terminated, never more than `max_out`
+/// bytes) and return the exit code.
+///
+/// # Safety
+/// `cmd` is NULL or a NUL-terminated string valid during the call; `out_json` is NULL or
+/// points to at least `max_out` writable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn omnipkg_uv_run_c(
     cmd: *const c_char,
@@ -106,6 +140,25 @@ pub unsafe extern "C" fn omnipkg_uv_run_c(
         ops::run(ops::RunRequest::with_defaults(line.to_string()))
     })
     .unwrap_or_else(|payload| Err(guard::panic_error(payload.as_ref())));
+    let capacity = usize::try_from(max_out).unwrap_or(0);
+    let (code, text) = upstream_reply(outcome, capacity);
+    let bytes = text.as_bytes();
+    let len = bytes.len().min(capacity - 1);
+    // SAFETY: `out_json` points to at least `max_out` writable bytes, and `len + 1 <= max_out`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out_json.cast::<u8>(), len);
+        *out_json.add(len) = 0;
+    }
+    code
+}
+
+/// The upstream reply `{"installed", "removed", "error", "stdout"?}` for an outcome, with its
+/// exit code, or the buffer-too-small reply (`-2`) when it does not fit in `capacity` bytes
+/// (NUL included). `stdout` travels only when the command printed something and it fits.
+fn upstream_reply(
+    outcome: Result<crate::install::InstallReply, crate::error::FfiError>,
+    capacity: usize,
+) -> (c_int, String) {
     let (code, installed, removed, error, stdout) = match outcome {
         Ok(reply) => (
             reply.exit_code,
@@ -123,35 +176,20 @@ pub unsafe extern "C" fn omnipkg_uv_run_c(
         ),
     };
     let mut reply = serde_json::json!({"installed": installed, "removed": removed, "error": error});
-    let without_stdout = reply.to_string();
-    // What the command printed travels too, when there is any and it fits.
-    let text = if stdout.is_empty() {
-        without_stdout
-    } else {
+    let mut text = reply.to_string();
+    if !stdout.is_empty() {
         reply["stdout"] = serde_json::Value::String(stdout);
         let with_stdout = reply.to_string();
-        if with_stdout.len() < usize::try_from(max_out).unwrap_or(0) {
-            with_stdout
-        } else {
-            without_stdout
+        if with_stdout.len() < capacity {
+            text = with_stdout;
         }
-    };
-    let capacity = usize::try_from(max_out).unwrap_or(0);
-    let (code, bytes) = if text.len() < capacity {
-        (code, text)
-    } else {
-        let needed = text.len() + 1;
-        (
-            UV_FFI_ERR_BUFFER_TOO_SMALL,
-            format!(r#"{{"error":"buffer_too_small","needed":{needed}}}"#),
-        )
-    };
-    let bytes = bytes.as_bytes();
-    let len = bytes.len().min(capacity - 1);
-    // SAFETY: `out_json` points to at least `max_out` writable bytes, and `len + 1 <= max_out`.
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out_json.cast::<u8>(), len);
-        *out_json.add(len) = 0;
     }
-    code
+    if text.len() < capacity {
+        return (code, text);
+    }
+    let needed = text.len() + 1;
+    (
+        UV_FFI_ERR_BUFFER_TOO_SMALL,
+        format!(r#"{{"error":"buffer_too_small","needed":{needed}}}"#),
+    )
 }

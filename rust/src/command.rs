@@ -355,12 +355,12 @@ fn split_flag(arg: &str) -> (&str, Option<String>) {
         return (arg, None);
     }
     const VALUED_SHORT: [&str; 5] = ["-p", "-i", "-f", "-r", "-c"];
-    if arg.len() > 2 {
-        if let Some(short) = VALUED_SHORT.iter().find(|s| arg.starts_with(**s)) {
-            let rest = &arg[2..];
-            let rest = rest.strip_prefix('=').unwrap_or(rest);
-            return (short, Some(rest.to_string()));
-        }
+    if arg.len() > 2
+        && let Some(short) = VALUED_SHORT.iter().find(|s| arg.starts_with(**s))
+    {
+        let rest = &arg[2..];
+        let rest = rest.strip_prefix('=').unwrap_or(rest);
+        return (short, Some(rest.to_string()));
     }
     (arg, None)
 }

@@ -52,10 +52,10 @@ impl ConfigProbe {
     /// command run in `cwd`. An unreadable or invalid file counts as applying, so that uv's
     /// own command line reports it exactly as uv would.
     pub fn applies(&mut self, cwd: &Path) -> bool {
-        if let Some(answer) = self.answers.get(cwd) {
-            if answer.stamps.iter().all(FileStamp::unchanged) {
-                return answer.applies;
-            }
+        if let Some(answer) = self.answers.get(cwd)
+            && answer.stamps.iter().all(FileStamp::unchanged)
+        {
+            return answer.applies;
         }
         let stamps: Vec<FileStamp> = candidates(cwd).into_iter().map(FileStamp::read).collect();
         let applies = stamps.iter().any(|stamp| stamp.seen.is_some()) && settings_found(cwd);

@@ -189,10 +189,10 @@ impl Engine {
         // A recreated environment has a new executable entry; `lstat` notices that without
         // following the links to the base interpreter. (An interpreter replaced in place is
         // noticed after `view_invalidate`, which forgets these lookups.)
-        if let Some((env, stamp)) = self.pythons.get(&memo_key) {
-            if stamp.matches_link(env.interpreter().sys_executable()) {
-                return Ok(env.clone());
-            }
+        if let Some((env, stamp)) = self.pythons.get(&memo_key)
+            && stamp.matches_link(env.interpreter().sys_executable())
+        {
+            return Ok(env.clone());
         }
         let request = request_text
             .as_deref()
@@ -268,12 +268,12 @@ impl Engine {
 
     /// Work done while no caller is waiting: rebuild the snapshot of the last environment used.
     fn idle(&mut self) {
-        if let Some(key) = &self.last_env {
-            if let Some(state) = self.envs.get_mut(key) {
-                if state.needs_rescan() && !key.is_one_off() {
-                    let _ = state.rescan();
-                }
-            }
+        if let Some(key) = &self.last_env
+            && let Some(state) = self.envs.get_mut(key)
+            && state.needs_rescan()
+            && !key.is_one_off()
+        {
+            let _ = state.rescan();
         }
         // uv's snapshots carry a copy of the interpreter each: keep them only for the
         // environments used most recently. The views themselves are kept.

@@ -356,11 +356,11 @@ fn list_entries(dirs: &[PathBuf]) -> (BTreeMap<String, String>, Vec<String>) {
         for entry in read.flatten() {
             let raw = entry.file_name().to_string_lossy().into_owned();
             if let Some(stem) = raw.strip_suffix(".dist-info") {
-                if let Some((name, version)) = parse_dist_info(stem) {
-                    if !dist_infos.contains_key(&name) {
-                        dist_infos.insert(name, version);
-                        continue;
-                    }
+                if let Some((name, version)) = parse_dist_info(stem)
+                    && let std::collections::btree_map::Entry::Vacant(e) = dist_infos.entry(name)
+                {
+                    e.insert(version);
+                    continue;
                 }
                 others.push(raw);
             } else if raw.ends_with(".egg-info") || raw.ends_with(".egg-link") {

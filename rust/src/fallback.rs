@@ -20,6 +20,9 @@ use crate::engine::{Engine, EnvKey};
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::request::UvCall;
 
+/// A `(name, version)` pair.
+type Pair = (String, String);
+
 /// What a command run through uv's command line did.
 pub struct UvOutcome {
     pub exit_code: i32,
@@ -182,10 +185,7 @@ fn is_read_only(cli: &Cli) -> bool {
 
 /// The changelog between two views: what is new or at another version, and what went away or
 /// was replaced.
-fn diff(
-    before: &[(String, String)],
-    after: &[(String, String)],
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn diff(before: &[Pair], after: &[Pair]) -> (Vec<Pair>, Vec<Pair>) {
     let versions = |pairs: &[(String, String)]| -> BTreeMap<String, String> {
         pairs.iter().cloned().collect()
     };

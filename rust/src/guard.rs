@@ -162,3 +162,41 @@ fn install_scoped_panic_hook() {
         }
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Panics seen by the hook that was in place before the library's.
+    static SEEN_BY_HOST_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+    fn panic_on_a_thread(name: &str, inside_a_call: bool) {
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let _inside = inside_a_call.then(enter);
+                let _ = std::panic::catch_unwind(|| panic!("test panic"));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn only_the_librarys_own_panics_are_kept_from_the_hosts_hook() {
+        std::panic::set_hook(Box::new(|_| {
+            SEEN_BY_HOST_HOOK.fetch_add(1, Ordering::SeqCst);
+        }));
+        drop(enter()); // installs the library's hook on top of the host's
+        let before = SEEN_BY_HOST_HOOK.load(Ordering::SeqCst);
+        panic_on_a_thread("host-worker", false);
+        assert_eq!(SEEN_BY_HOST_HOOK.load(Ordering::SeqCst), before + 1);
+        panic_on_a_thread("host-worker", true);
+        panic_on_a_thread("uv-ffi-engine", false);
+        assert_eq!(SEEN_BY_HOST_HOOK.load(Ordering::SeqCst), before + 1);
+        panic_on_a_thread("another-host-thread", false);
+        assert_eq!(SEEN_BY_HOST_HOOK.load(Ordering::SeqCst), before + 2);
+    }
+}

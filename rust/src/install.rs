@@ -135,46 +135,44 @@ pub struct CallPolicy {
     pub index_ttl: std::time::Duration,
 }
 
+/// What one warm call is about: its request, and what the engine chose for it.
+#[derive(Clone, Copy)]
+pub struct Call<'a> {
+    pub shared: &'a Shared,
+    pub key: &'a EnvKey,
+    pub runtime: &'a Runtime,
+    pub args: &'a InstallArgs,
+    /// The request's identity for the "already satisfied" memo.
+    pub command: &'a str,
+    pub cwd: &'a Path,
+    pub policy: CallPolicy,
+}
+
 pub fn run(
-    shared: &Shared,
+    call: Call<'_>,
     indexes: &mut KeptIndexes,
     state: &mut EnvState,
-    key: &EnvKey,
-    runtime: &Runtime,
-    args: &InstallArgs,
-    command: &str,
-    cwd: &Path,
-    policy: CallPolicy,
     mut profile: Profile,
 ) -> Result<InstallReply> {
+    let Call {
+        key,
+        runtime,
+        args,
+        command,
+        cwd,
+        policy,
+        ..
+    } = call;
     if let Some(reply) = already_satisfied(state, key, args, command, cwd, policy, &mut profile) {
         return Ok(reply);
     }
     let memo = memo_key(args, command, cwd);
-    let outcome = runtime.block_on(install(
-        shared,
-        indexes,
-        state,
-        args,
-        cwd,
-        memo.clone(),
-        policy,
-        &mut profile,
-    ));
+    let outcome = runtime.block_on(install(call, indexes, state, memo.clone(), &mut profile));
     let outcome = match outcome {
         Err(err) if policy.heal && err.kind == ErrorKind::Install && state.check() => {
             // The environment changed under us (another tool): rescan and try once more.
             state.counters.heals += 1;
-            runtime.block_on(install(
-                shared,
-                indexes,
-                state,
-                args,
-                cwd,
-                memo,
-                policy,
-                &mut profile,
-            ))
+            runtime.block_on(install(call, indexes, state, memo, &mut profile))
         }
         other => other,
     };
@@ -259,15 +257,19 @@ impl Changes {
 }
 
 async fn install(
-    shared: &Shared,
+    call: Call<'_>,
     indexes: &mut KeptIndexes,
     state: &mut EnvState,
-    args: &InstallArgs,
-    cwd: &Path,
     memo: Option<String>,
-    policy: CallPolicy,
     profile: &mut Profile,
 ) -> Result<Changes> {
+    let Call {
+        shared,
+        args,
+        cwd,
+        policy,
+        ..
+    } = call;
     // Requirements: arguments, `-r` files and `-c` files, read by uv's own reader.
     let mut sources = Vec::new();
     for package in &args.packages {
@@ -426,12 +428,12 @@ async fn install(
         let dependency_metadata = DependencyMetadata::default();
         let build_hasher = HashStrategy::None;
         let build_dispatch = BuildDispatch::new(
-            &client,
+            client,
             &cache,
             &build_constraints,
             interpreter,
             &index_locations,
-            &flat_index,
+            flat_index,
             &dependency_metadata,
             state_shared.clone(),
             index_strategy,
@@ -452,7 +454,7 @@ async fn install(
         );
         let database = || {
             DistributionDatabase::new(
-                &client,
+                client,
                 &build_dispatch,
                 shared.concurrency.downloads_semaphore.clone(),
             )
@@ -535,7 +537,7 @@ async fn install(
             interpreter.markers(),
             Conflicts::empty(),
             Some(&tags),
-            &flat_index,
+            flat_index,
             state_shared.index(),
             &hasher,
             &build_dispatch,

@@ -64,10 +64,7 @@ impl NetworkKey {
             read_timeout: environment.http_read_timeout,
             connect_timeout: environment.http_connect_timeout,
             retries: environment.http_retries,
-            client_variables: CLIENT_VARIABLES
-                .iter()
-                .map(|name| std::env::var_os(name))
-                .collect(),
+            client_variables: CLIENT_VARIABLES.iter().map(std::env::var_os).collect(),
         })
     }
 

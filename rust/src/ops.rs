@@ -244,21 +244,19 @@ fn run_warm(
         policy.refresh_index = std::mem::take(&mut engine.refresh_index);
         let shared = engine.shared_for(&args, runtime)?;
         let (indexes, state) = engine.parts(&key);
+        let call = install::Call {
+            shared: &shared,
+            key: &key,
+            runtime,
+            args: &args,
+            command: &command_text,
+            cwd: &cwd,
+            policy,
+        };
         let reply = if uninstall {
-            crate::uninstall::run(&shared, state, &key, runtime, &args, &cwd, policy, profile)
+            crate::uninstall::run(call, state, profile)
         } else {
-            install::run(
-                &shared,
-                indexes,
-                state,
-                &key,
-                runtime,
-                &args,
-                &command_text,
-                &cwd,
-                policy,
-                profile,
-            )
+            install::run(call, indexes, state, profile)
         };
         if key.is_one_off() {
             // A `--target` or `--prefix` folder is usually a one-off; do not keep its state.

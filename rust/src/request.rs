@@ -43,13 +43,12 @@ pub struct UvCall {
 
 /// Route a tokenized command (with or without a leading `uv`).
 pub fn route(argv: &[String], cwd: &Path) -> Result<Route> {
-    if let Some(command) = command::parse_fast(argv) {
-        if foreign_variables(&[]).is_empty()
-            && command::valid_link_mode_variable()
-            && !config_applies(cwd, false)
-        {
-            return Ok(Route::Warm(command));
-        }
+    if let Some(command) = command::parse_fast(argv)
+        && foreign_variables(&[]).is_empty()
+        && command::valid_link_mode_variable()
+        && !config_applies(cwd, false)
+    {
+        return Ok(Route::Warm(command));
     }
     route_with_uv_parser(argv, cwd, true)
 }
@@ -406,10 +405,10 @@ fn variables_of(ids: &'static [&'static str]) -> Vec<String> {
     }
     for scope in &scopes {
         for arg in scope.get_arguments() {
-            if ids.contains(&arg.get_id().as_str()) {
-                if let Some(env) = arg.get_env().and_then(|env| env.to_str()) {
-                    names.push(env.to_string());
-                }
+            if ids.contains(&arg.get_id().as_str())
+                && let Some(env) = arg.get_env().and_then(|env| env.to_str())
+            {
+                names.push(env.to_string());
             }
         }
     }
@@ -477,9 +476,10 @@ fn refuse_in_a_host(cli: &Cli) -> Result<()> {
             ErrorKind::InvalidCommand,
             format!("`uv {what}` cannot run inside a host process: {instead}"),
         );
-        err.hints.push(format!(
+        err.hints.push(
             "run it as a subprocess instead, for example `subprocess.run([\"uv\", ...])`"
-        ));
+                .to_string(),
+        );
         Err(err)
     };
     if cli.top_level.global_args.directory.is_some()

@@ -3,32 +3,31 @@
 
 use std::path::Path;
 
-use tokio::runtime::Runtime;
 use uv_distribution_types::{InstalledDist, UnresolvedRequirement};
 use uv_normalize::PackageName;
 use uv_requirements::RequirementsSource;
 use uv_requirements_txt::RequirementsTxtRequirement;
 
 use crate::command::InstallArgs;
-use crate::engine::{EnvKey, Shared};
+use crate::engine::Shared;
 use crate::environment::EnvState;
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::install::{
-    CallPolicy, InstallReply, check_externally_managed, file_sources, installed_pair,
-    parse_argument, read_specification,
+    Call, InstallReply, check_externally_managed, file_sources, installed_pair, parse_argument,
+    read_specification,
 };
 use crate::profile::Profile;
 
-pub fn run(
-    shared: &Shared,
-    state: &mut EnvState,
-    key: &EnvKey,
-    runtime: &Runtime,
-    args: &InstallArgs,
-    cwd: &Path,
-    policy: CallPolicy,
-    mut profile: Profile,
-) -> Result<InstallReply> {
+pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result<InstallReply> {
+    let Call {
+        shared,
+        key,
+        runtime,
+        args,
+        cwd,
+        policy,
+        ..
+    } = call;
     if policy.check {
         state.check();
         profile.mark("check");
