@@ -49,7 +49,8 @@ pub fn run(engine: &mut Engine, runtime: &Runtime, call: UvCall, cwd: &Path) -> 
     });
     let before = key.as_ref().and_then(|key| engine.parts(key).1.view().ok());
     let read_only = is_read_only(&call.cli);
-    let (exit_code, printed) = run_uv(runtime, with_project_dir(*call.cli, cwd))?;
+    let cli = with_compile_command(with_project_dir(*call.cli, cwd), &call.argv);
+    let (exit_code, printed) = run_uv(runtime, cli)?;
     if !read_only {
         engine.forget_everything_on_disk();
     }
@@ -126,6 +127,76 @@ fn with_project_dir(mut cli: Cli, cwd: &Path) -> Cli {
         cli.top_level.global_args.project = Some(cwd.to_path_buf());
     }
     cli
+}
+
+/// `pip compile` writes the command that made the file into its header, which uv takes from
+/// the process's own arguments: in a host, those are the host's. Name the command the caller
+/// gave instead, leaving out what uv leaves out (index and find-links locations unless they are
+/// to be emitted, upgrade, quiet, verbose and progress options).
+fn with_compile_command(mut cli: Cli, argv: &[String]) -> Cli {
+    if let Commands::Pip(PipNamespace {
+        command: PipCommand::Compile(args),
+        ..
+    }) = &mut *cli.command
+        && args.custom_compile_command.is_none()
+    {
+        let words = compile_command_words(argv, args.emit_index_url, args.emit_find_links);
+        args.custom_compile_command = Some(format!("uv {}", words.join(" ")));
+    }
+    cli
+}
+
+/// The words of a `pip compile` command as its header shows them.
+fn compile_command_words(argv: &[String], keep_indexes: bool, keep_find_links: bool) -> Vec<&str> {
+    const INDEX: [&str; 5] = [
+        "--index-url",
+        "--extra-index-url",
+        "-i",
+        "--index",
+        "--default-index",
+    ];
+    const FIND_LINKS: [&str; 2] = ["--find-links", "-f"];
+    const UPGRADE_PACKAGE: [&str; 2] = ["--upgrade-package", "-P"];
+    const DROPPED_FLAGS: [&str; 8] = [
+        "--upgrade",
+        "-U",
+        "--quiet",
+        "-q",
+        "--verbose",
+        "-v",
+        "--no-progress",
+        "--native-tls",
+    ];
+    let mut words = Vec::new();
+    let mut skip_value = false;
+    for word in argv {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        let with_value = |options: &[&str]| options.contains(&word.as_str());
+        let joined = |options: &[&str]| {
+            options.iter().any(|o| {
+                word.starts_with(&format!("{o}="))
+                    || (o.len() == 2 && word.starts_with(o) && word.len() > 2)
+            })
+        };
+        let dropped_options: Vec<&[&str]> = [
+            (!keep_indexes).then_some(&INDEX[..]),
+            (!keep_find_links).then_some(&FIND_LINKS[..]),
+            Some(&UPGRADE_PACKAGE[..]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if dropped_options.iter().any(|options| with_value(options)) {
+            skip_value = true;
+        } else if !dropped_options.iter().any(|options| joined(options))
+            && !DROPPED_FLAGS.contains(&word.as_str())
+        {
+            words.push(word.as_str());
+        }
+    }
+    words
 }
 
 /// uv's command line is pinned to the directory the process had when uv first looked
@@ -212,6 +283,22 @@ mod tests {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_compile_header_leaves_out_what_uv_leaves_out() {
+        let argv: Vec<String> = "pip compile req.in -i http://x/ --index-url=http://y/ -fdir -q -U -P a --upgrade-package=b -o out.txt"
+            .split(' ')
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            super::compile_command_words(&argv, false, false).join(" "),
+            "pip compile req.in -o out.txt"
+        );
+        assert_eq!(
+            super::compile_command_words(&argv, true, false).join(" "),
+            "pip compile req.in -i http://x/ --index-url=http://y/ -o out.txt"
+        );
     }
 
     #[test]

@@ -2,39 +2,17 @@
 //! satisfies them, otherwise resolve, plan, prepare, uninstall and link, then update the view
 //! from the changelog.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::Serialize;
 use tokio::runtime::Runtime;
-use uv_cache::Refresh;
-use uv_client::{FlatIndexClient, RegistryClient, RegistryClientBuilder};
-use uv_configuration::{
-    BuildOptions, Constraints, Excludes, HashCheckingMode, IndexStrategy, NoBinary, NoBuild,
-    NoSources, Overrides, PackageNameSpecifier, Reinstall, Upgrade,
-};
-use uv_dispatch::{BuildDispatch, SharedState};
-use uv_distribution::DistributionDatabase;
-use uv_distribution_types::{
-    CachedDist, ConfigSettings, DependencyMetadata, DistributionMetadata, ExtraBuildRequires,
-    ExtraBuildVariables, Index, IndexLocations, IndexUrl, InstalledDist, Name,
-    PackageConfigSettings, Resolution, UnresolvedRequirement,
-};
+use uv_configuration::{BuildOptions, NoBinary, NoBuild, PackageNameSpecifier, Reinstall, Upgrade};
+use uv_distribution_types::{Index, IndexLocations, IndexUrl, InstalledDist, Name};
 use uv_install_wheel::LinkMode;
-use uv_installer::{InstallationStrategy, Plan, Planner, Preparer, SatisfiesResult, SitePackages};
-use uv_preview::Preview;
-use uv_pypi_types::Conflicts;
-use uv_requirements::{
-    LookaheadResolver, NamedRequirementsResolver, RequirementsSource, RequirementsSpecification,
-};
+use uv_requirements::{RequirementsSource, RequirementsSpecification};
 use uv_requirements_txt::RequirementsTxtRequirement;
-use uv_resolver::{
-    DependencyMode, ExcludeNewer, Exclusions, FlatIndex, Manifest, OptionsBuilder, Preferences,
-    Prerelease, PythonRequirement, Resolver, ResolverEnvironment, UpgradePackages,
-};
-use uv_types::{BuildIsolation, HashStrategy, SourceTreeEditablePolicy};
-use uv_workspace::WorkspaceCache;
+use uv_resolver::Prerelease;
 
 use crate::command::InstallArgs;
 use crate::engine::{EnvKey, Shared};
@@ -42,6 +20,10 @@ use crate::environment::EnvState;
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::index::{IndexPages, KeptIndexes};
 use crate::profile::Profile;
+use crate::stages;
+
+/// A `(name, version)` pair, PEP 503-normalised name.
+pub type Pair = (String, String);
 
 /// The outcome of one `pip install`.
 #[derive(Debug, Clone, Serialize)]
@@ -256,6 +238,7 @@ impl Changes {
     }
 }
 
+/// One install, stage by stage (`stages.rs`).
 async fn install(
     call: Call<'_>,
     indexes: &mut KeptIndexes,
@@ -263,433 +246,41 @@ async fn install(
     memo: Option<String>,
     profile: &mut Profile,
 ) -> Result<Changes> {
-    let Call {
-        shared,
-        args,
-        cwd,
-        policy,
-        ..
-    } = call;
-    // Requirements: arguments, `-r` files and `-c` files, read by uv's own reader.
-    let mut sources = Vec::new();
-    for package in &args.packages {
-        sources.push(RequirementsSource::Package(parse_argument(package, cwd)?));
-    }
-    sources.extend(file_sources(
-        &args.requirements,
-        cwd,
-        RequirementsSource::from_requirements_file,
-    )?);
-    let constraints = file_sources(
-        &args.constraints,
-        cwd,
-        RequirementsSource::from_constraints_txt,
-    )?;
-    let spec = read_specification(shared, &sources, &constraints).await?;
-    if !spec.source_trees.is_empty() || spec.pylock.is_some() || !spec.groups.is_empty() {
-        // Project files as requirement sources: uv's own command line reads them.
-        return Err(FfiError::new(ErrorKind::DeferToUv, "project files"));
-    }
+    let spec = stages::read_requirements(call).await?;
     profile.mark("requirements");
-
-    // A cheap handle (an `Arc`) to borrow the interpreter and its tags from, while `state` changes.
-    let env = state.env.clone();
-    let interpreter = env.interpreter();
-    if !args.break_system_packages {
+    if !call.args.break_system_packages {
         check_externally_managed(&state.env)?;
     }
     // The environment's lock (uv's, shared with its CLI), held for the rest of the call as uv
     // holds it: from before the environment is read until its files have changed.
-    let _lock = state.env.lock().await.ok();
-
-    let reinstall = reinstall_of(args)?;
-    let upgrade = upgrade_of(args)?;
-
-    // The fast answer: does the environment already satisfy the request?
-    let markers = state.markers.clone();
-    let tags = state.tags().clone();
-    let config_settings = ConfigSettings::default();
-    let config_settings_package = PackageConfigSettings::default();
-    let extra_build_requires = ExtraBuildRequires::default();
-    let extra_build_variables = ExtraBuildVariables::default();
-    if reinstall.is_none() && upgrade.is_none() {
-        let site = state.site_packages()?;
-        profile.mark("site-packages");
-        let satisfied = site
-            .satisfies_spec(
-                &spec.requirements,
-                &spec.constraints,
-                &spec.overrides,
-                &spec.override_dependencies,
-                &spec.excludes,
-                InstallationStrategy::Permissive,
-                &markers,
-                &tags,
-                &config_settings,
-                &config_settings_package,
-                &extra_build_requires,
-                &extra_build_variables,
-            )
-            .map_err(|err| FfiError::from_anyhow(ErrorKind::Install, &err))?;
+    let env = state.env.clone();
+    let _lock = env.lock().await.ok();
+    let settings = stages::Settings::new(call, &spec, state)?;
+    if settings.reinstall.is_none() && settings.upgrade.is_none() {
+        let satisfied = stages::satisfied_already(state, &spec)?;
         profile.mark("satisfied-check");
-        if let SatisfiesResult::Fresh { .. } = satisfied {
-            if let Some(memo) = memo {
-                state.remember_satisfied(memo);
-            }
+        if satisfied {
+            remember(state, memo);
             return Ok(Changes::none(true));
         }
     }
-
-    // Resolution and installation see this exact snapshot (the planner insists on it).
-    let site: SitePackages = state.site_packages()?.clone();
-    let link_mode = link_mode(args)?;
-    let hash_mode = HashCheckingMode::from_requirements_txt(None, spec.require_hashes);
-    let hasher = match hash_mode {
-        Some(mode) => HashStrategy::from_requirements(
-            spec.requirements
-                .iter()
-                .map(|entry| (&entry.requirement, entry.hashes.as_slice())),
-            spec.constraints
-                .iter()
-                .map(|entry| (&entry.requirement, entry.hashes.as_slice())),
-            Some(&markers),
-            mode,
-        )
-        .map_err(|err| FfiError::from_uv(ErrorKind::InvalidRequirement, &err))?,
-        None => HashStrategy::None,
-    };
-    let index_locations = index_locations(args, &spec, cwd)?;
-    let build_options =
-        build_options_of(args)?.combine(spec.no_binary.clone(), spec.no_build.clone());
-    let refresh = policy.refresh_index || policy.fresh_index;
-    let cache = if refresh {
-        shared
-            .cache
-            .clone()
-            .with_refresh(Refresh::from_args(Some(true), Vec::new()))
-    } else if reinstall.is_none() && upgrade.is_none() {
-        shared.cache.clone()
-    } else {
-        shared
-            .cache
-            .clone()
-            .with_refresh(Refresh::from(reinstall.clone()).combine(Refresh::from(upgrade.clone())))
-    };
-
-    // Index pages: kept from an earlier call when allowed, otherwise read fresh.
-    let index_strategy: IndexStrategy =
-        value_of("--index-strategy", args.index_strategy.as_deref())?;
-    let index_key = format!(
-        "{}|{:?}|{:?}|{:?}|{}",
-        interpreter.sys_executable().display(),
-        index_locations,
-        build_options,
-        index_strategy,
-        cache.root().display(),
-    );
-    let may_reuse = !refresh && reinstall.is_none() && upgrade.is_none() && !policy.fresh_index;
-    let kept = if may_reuse {
-        indexes.get(&index_key, policy.index_ttl)
-    } else {
-        None
-    };
-    let reused = kept.is_some();
-    let pages = match kept {
-        Some(pages) => pages,
-        None => {
-            indexes.counters.fresh += 1;
-            let client = RegistryClientBuilder::new(shared.client_builder.clone(), cache.clone())
-                .index_locations(index_locations.clone())
-                .index_strategy(index_strategy)
-                .markers(interpreter.markers())
-                .platform(interpreter.platform())
-                .wrap_existing(&shared.base_client)
-                .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
-            let flat_index = flat_index(
-                &client,
-                &cache,
-                &index_locations,
-                &tags,
-                &hasher,
-                &build_options,
-            )
-            .await?;
-            IndexPages::new(client, flat_index, SharedState::default())
-        }
-    };
+    let (pages, key, reused) = stages::index_pages(call, indexes, &settings, state).await?;
     profile.mark(if reused { "index-kept" } else { "index-fresh" });
-
-    // Everything from here on may fail because of what the kept pages say: see below.
-    let outcome: Result<Changes> = async {
-        let client = &pages.client;
-        let flat_index = &pages.flat_index;
-        let state_shared = pages.state.clone();
-        let build_constraints = Constraints::default();
-        let dependency_metadata = DependencyMetadata::default();
-        let build_hasher = HashStrategy::None;
-        let build_dispatch = BuildDispatch::new(
-            client,
-            &cache,
-            &build_constraints,
-            interpreter,
-            &index_locations,
-            flat_index,
-            &dependency_metadata,
-            state_shared.clone(),
-            index_strategy,
-            &config_settings,
-            &config_settings_package,
-            BuildIsolation::Isolated,
-            &extra_build_requires,
-            &extra_build_variables,
-            link_mode,
-            &build_options,
-            &build_hasher,
-            ExcludeNewer::default(),
-            NoSources::default(),
-            SourceTreeEditablePolicy::Project,
-            WorkspaceCache::default(),
-            shared.concurrency.clone(),
-            Preview::default(),
-        );
-        let database = || {
-            DistributionDatabase::new(
-                client,
-                &build_dispatch,
-                shared.concurrency.downloads_semaphore.clone(),
-            )
-        };
-
-        // Resolve.
-        let (mut requirements, unnamed): (Vec<_>, Vec<_>) = spec.requirements.into_iter().fold(
-            (Vec::new(), Vec::new()),
-            |(mut named, mut unnamed), entry| {
-                match entry.requirement {
-                    UnresolvedRequirement::Named(requirement) => named.push(requirement),
-                    UnresolvedRequirement::Unnamed(requirement) => unnamed.push(requirement),
-                }
-                (named, unnamed)
-            },
-        );
-        if !unnamed.is_empty() {
-            let named = NamedRequirementsResolver::new(&hasher, state_shared.index(), database())
-                .resolve(unnamed.into_iter())
-                .await
-                .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?;
-            requirements.extend(named);
-        }
-        let constraints = Constraints::from_requirements(
-            spec.constraints
-                .into_iter()
-                .map(|constraint| constraint.requirement)
-                .chain(upgrade.constraints().cloned()),
-        );
-        let overrides = Overrides::default();
-        let excludes = Excludes::default();
-        let resolver_env = ResolverEnvironment::specific(markers.clone());
-        let dependency_mode = if args.no_deps {
-            DependencyMode::Direct
-        } else {
-            DependencyMode::Transitive
-        };
-        let (lookaheads, hasher) = match dependency_mode {
-            DependencyMode::Transitive => LookaheadResolver::new(
-                &requirements,
-                &constraints,
-                &overrides,
-                &excludes,
-                &hasher,
-                state_shared.index(),
-                database(),
-            )
-            .resolve(&resolver_env)
-            .await
-            .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?,
-            DependencyMode::Direct => (Vec::new(), hasher),
-        };
-        let manifest = Manifest::new(
-            requirements,
-            constraints,
-            overrides,
-            excludes,
-            Preferences::default(),
-            None,
-            BTreeSet::default(),
-            Exclusions::new(
-                reinstall.clone(),
-                UpgradePackages::for_non_project(&upgrade),
-            ),
-            lookaheads,
-        );
-        let options = OptionsBuilder::new()
-            .resolution_mode(value_of("--resolution", args.resolution.as_deref())?)
-            .index_strategy(index_strategy)
-            .prerelease(prerelease(args)?)
-            .dependency_mode(dependency_mode)
-            .build_options(build_options.clone())
-            .build();
-        let python_requirement = PythonRequirement::from_interpreter(interpreter);
-        let resolver = Resolver::new(
-            manifest,
-            options,
-            &python_requirement,
-            resolver_env,
-            interpreter.markers(),
-            Conflicts::empty(),
-            Some(&tags),
-            flat_index,
-            state_shared.index(),
-            &hasher,
-            &build_dispatch,
-            site.clone(),
-            database(),
-        )
-        .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?;
-        let output = resolver.resolve().await.map_err(|err| {
-            let kind = match &err {
-                uv_resolver::ResolveError::Client(_) => ErrorKind::Index,
-                _ => ErrorKind::Resolution,
-            };
-            FfiError::from_uv(kind, &err)
-        })?;
-        let resolution = Resolution::from(output);
-        profile.mark("resolve");
-
-        // Plan against the very snapshot the resolver saw (the planner insists on it).
-        let plan = Planner::new(&resolution)
-            .build(
-                site,
-                InstallationStrategy::Permissive,
-                &reinstall,
-                &build_options,
-                &hasher,
-                &index_locations,
-                &config_settings,
-                &config_settings_package,
-                &extra_build_requires,
-                &extra_build_variables,
-                &cache,
-                &state.env,
-                &tags,
-            )
-            .map_err(|err| FfiError::from_anyhow(ErrorKind::Install, &err))?;
-        profile.mark("plan");
-        let Plan {
-            cached,
-            remote,
-            reinstalls,
-            extraneous: _,
-        } = plan;
-
-        if args.dry_run {
-            let mut installed: Vec<(String, String)> = remote
-                .iter()
-                .map(|dist| (dist.name().to_string(), dist.version_or_url().to_string()))
-                .chain(cached.iter().map(cached_pair))
-                .collect();
-            let mut removed: Vec<(String, String)> =
-                reinstalls.iter().map(installed_pair).collect();
-            for pair in installed.iter_mut() {
-                pair.1 = pair.1.trim_start_matches("==").to_string();
-            }
-            installed.sort();
-            removed.sort();
-            return Ok(Changes {
-                installed,
-                removed,
-                satisfied: false,
-            });
-        }
-        if remote.is_empty() && cached.is_empty() && reinstalls.is_empty() {
-            if let Some(memo) = memo {
-                state.remember_satisfied(memo);
-            }
-            return Ok(Changes::none(true));
-        }
-
-        let wheels = if remote.is_empty() {
-            Vec::new()
-        } else {
-            Preparer::new(&cache, &tags, &hasher, &build_options, database())
-                .prepare(remote, state_shared.in_flight(), &resolution)
-                .await
-                .map_err(|err| FfiError::from_uv(ErrorKind::Install, &err))?
-        };
-        profile.mark("prepare");
-
-        let layout = interpreter.layout();
-        let mut removed_dists: Vec<InstalledDist> = Vec::new();
-        for dist in reinstalls {
-            match uv_installer::uninstall(&dist, &layout).await {
-                Ok(_) => {}
-                // Like uv: a missing RECORD leaves files behind but must not stop the install.
-                Err(uv_installer::UninstallError::Uninstall(
-                    uv_install_wheel::Error::MissingRecord(_)
-                    | uv_install_wheel::Error::MissingTopLevel(_),
-                )) => {}
-                Err(err) => {
-                    // Whatever was removed so far is gone from disk: keep the view honest.
-                    let removed: Vec<_> = removed_dists.iter().map(installed_pair).collect();
-                    state.apply_delta(&[], &removed);
-                    return Err(FfiError::from_uv(ErrorKind::Install, &err));
-                }
-            }
-            removed_dists.push(dist);
-        }
-        profile.mark("uninstall");
-
-        let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
-        let installed_dists = if to_install.is_empty() {
-            Vec::new()
-        } else {
-            // On the engine's own rayon pool: rayon's global pool does not survive a fork.
-            let installer = uv_installer::Installer::new(&state.env, Preview::default())
-                .with_link_mode(link_mode)
-                .with_cache(&cache)
-                .with_installer_metadata(true);
-            let outcome = shared
-                .pool
-                .install(|| installer.install_blocking(to_install));
-            match outcome {
-                Ok(dists) => dists,
-                Err(err) => {
-                    // Partial installs are possible: forget the view so the next call rescans.
-                    state.invalidate();
-                    return Err(FfiError::from_anyhow(ErrorKind::Install, &err));
-                }
-            }
-        };
-        profile.mark("install");
-
-        let mut installed: Vec<(String, String)> =
-            installed_dists.iter().map(cached_pair).collect();
-        let mut removed: Vec<(String, String)> = removed_dists.iter().map(installed_pair).collect();
-        installed.sort();
-        removed.sort();
-        state.apply_delta(&installed, &removed);
-        profile.mark("changelog");
-        Ok(Changes {
-            installed,
-            removed,
-            satisfied: false,
-        })
-    }
-    .await;
-    match outcome {
+    // From here on the answer may depend on what the kept pages say: see below.
+    match resolve_and_apply(call, &settings, &pages, spec, state, memo, profile).await {
         Ok(changes) => {
             if !reused {
-                indexes.keep(index_key, pages);
+                indexes.keep(key, pages);
             }
             Ok(changes)
         }
         Err(mut err) => {
-            indexes.drop_after_failure(&index_key);
-            if reused
-                && !matches!(
-                    err.kind,
-                    ErrorKind::InvalidCommand | ErrorKind::InvalidRequirement
-                )
-            {
+            indexes.drop_after_failure(&key);
+            let about_the_request = matches!(
+                err.kind,
+                ErrorKind::InvalidCommand | ErrorKind::InvalidRequirement
+            );
+            if reused && !about_the_request {
                 err.retry = Some("fresh_index");
             }
             Err(err)
@@ -697,8 +288,53 @@ async fn install(
     }
 }
 
-fn cached_pair(dist: &CachedDist) -> (String, String) {
-    (dist.name().to_string(), dist.filename().version.to_string())
+/// Resolve, plan, and carry out the plan (or report it, for a dry run).
+async fn resolve_and_apply(
+    call: Call<'_>,
+    settings: &stages::Settings,
+    pages: &IndexPages,
+    spec: RequirementsSpecification,
+    state: &mut EnvState,
+    memo: Option<String>,
+    profile: &mut Profile,
+) -> Result<Changes> {
+    let env = state.env.clone();
+    let (tags, markers) = (state.tags().clone(), state.markers.clone());
+    // Resolution and planning see this exact snapshot (the planner insists on it).
+    let site = state.site_packages()?.clone();
+    let build = stages::BuildInputs::default();
+    let context = stages::Context::new(call, settings, pages, env.interpreter(), &tags, &build);
+    let (resolution, hasher) = stages::resolve(&context, spec, &markers, &site).await?;
+    profile.mark("resolve");
+    let plan = stages::plan(&context, &resolution, &hasher, site, state)?;
+    profile.mark("plan");
+    if call.args.dry_run {
+        let (installed, removed) = stages::dry_run_changes(&plan);
+        return Ok(Changes {
+            installed,
+            removed,
+            satisfied: false,
+        });
+    }
+    if stages::is_empty(&plan) {
+        remember(state, memo);
+        return Ok(Changes::none(true));
+    }
+    let (installed, removed) =
+        stages::apply(&context, plan, &resolution, &hasher, state, profile).await?;
+    profile.mark("changelog");
+    Ok(Changes {
+        installed,
+        removed,
+        satisfied: false,
+    })
+}
+
+/// Remember a request as satisfied until the environment changes (when it can be remembered).
+fn remember(state: &mut EnvState, memo: Option<String>) {
+    if let Some(memo) = memo {
+        state.remember_satisfied(memo);
+    }
 }
 
 /// `-r` / `-c` files (relative to `cwd`) as uv's requirement sources.
@@ -769,7 +405,7 @@ pub fn installed_pair(dist: &InstalledDist) -> (String, String) {
 }
 
 /// `--link-mode`, else `UV_LINK_MODE`, else uv's own default.
-fn link_mode(args: &InstallArgs) -> Result<LinkMode> {
+pub(crate) fn link_mode(args: &InstallArgs) -> Result<LinkMode> {
     let text = args
         .link_mode
         .clone()
@@ -777,7 +413,7 @@ fn link_mode(args: &InstallArgs) -> Result<LinkMode> {
     value_of("--link-mode", text.as_deref())
 }
 
-fn prerelease(args: &InstallArgs) -> Result<Prerelease> {
+pub(crate) fn prerelease(args: &InstallArgs) -> Result<Prerelease> {
     Ok(Prerelease {
         global: value_of("--prerelease", args.prerelease.as_deref())?,
         ..Prerelease::default()
@@ -786,7 +422,10 @@ fn prerelease(args: &InstallArgs) -> Result<Prerelease> {
 
 /// A value of one of uv's enumerated options, read with uv's own spelling rules (clap's
 /// `ValueEnum`, aliases included); the default when absent.
-fn value_of<T: clap::ValueEnum + Default>(option: &str, text: Option<&str>) -> Result<T> {
+pub(crate) fn value_of<T: clap::ValueEnum + Default>(
+    option: &str,
+    text: Option<&str>,
+) -> Result<T> {
     match text {
         None => Ok(T::default()),
         Some(text) => T::from_str(text, false).map_err(|err| {
@@ -799,13 +438,13 @@ fn value_of<T: clap::ValueEnum + Default>(option: &str, text: Option<&str>) -> R
 }
 
 /// `--reinstall` and `--reinstall-package`.
-fn reinstall_of(args: &InstallArgs) -> Result<Reinstall> {
+pub(crate) fn reinstall_of(args: &InstallArgs) -> Result<Reinstall> {
     let packages = names(&args.reinstall_packages)?;
     Ok(Reinstall::from_args(args.reinstall.then_some(true), packages).unwrap_or_default())
 }
 
 /// `--upgrade` and `--upgrade-package` (whose requirements also constrain the upgrade).
-fn upgrade_of(args: &InstallArgs) -> Result<Upgrade> {
+pub(crate) fn upgrade_of(args: &InstallArgs) -> Result<Upgrade> {
     let packages = args
         .upgrade_packages
         .iter()
@@ -824,7 +463,7 @@ fn upgrade_of(args: &InstallArgs) -> Result<Upgrade> {
 }
 
 /// `--only-binary`, `--no-binary` and `--no-build`, with pip's meaning.
-fn build_options_of(args: &InstallArgs) -> Result<BuildOptions> {
+pub(crate) fn build_options_of(args: &InstallArgs) -> Result<BuildOptions> {
     let specifiers = |values: &[String]| {
         values
             .iter()
@@ -860,7 +499,7 @@ fn names(values: &[String]) -> Result<Vec<uv_normalize::PackageName>> {
 
 /// Index locations as uv orders them: extra indexes first, then the default index, then any
 /// given inside requirement files; `--find-links` locations are flat indexes.
-fn index_locations(
+pub(crate) fn index_locations(
     args: &InstallArgs,
     spec: &RequirementsSpecification,
     cwd: &Path,
@@ -901,29 +540,6 @@ fn index_locations(
         from_files,
         flat_from_files,
         spec.no_index,
-    ))
-}
-
-async fn flat_index(
-    client: &RegistryClient,
-    cache: &uv_cache::Cache,
-    locations: &IndexLocations,
-    tags: &uv_platform_tags::Tags,
-    hasher: &HashStrategy,
-    build_options: &BuildOptions,
-) -> Result<FlatIndex> {
-    if locations.flat_indexes().next().is_none() {
-        return Ok(FlatIndex::default());
-    }
-    let entries = FlatIndexClient::new(client.cached_client(), client.connectivity(), cache)
-        .fetch_all(locations.flat_indexes().map(Index::url))
-        .await
-        .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
-    Ok(FlatIndex::from_entries(
-        entries,
-        Some(tags),
-        hasher,
-        build_options,
     ))
 }
 

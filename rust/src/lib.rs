@@ -18,4 +18,5 @@ mod network;
 mod ops;
 mod profile;
 mod request;
+mod stages;
 mod uninstall;

@@ -34,6 +34,8 @@ pub enum Route {
 /// A command for uv's own command line, with what the engine must know around it.
 pub struct UvCall {
     pub cli: Box<Cli>,
+    /// The words after `uv`, as the caller gave them.
+    pub argv: Vec<String>,
     /// The environment the command may change (`pip install/uninstall/sync`), named as the
     /// warm path names environments, so that its view can be refreshed and a changelog given.
     pub changes: Option<InstallArgs>,
@@ -138,6 +140,11 @@ fn route_with_uv_parser(argv: &[String], cwd: &Path, allow_warm: bool) -> Result
     };
     Ok(Route::Uv(UvCall {
         cli: Box::new(cli),
+        argv: argv
+            .iter()
+            .skip(usize::from(argv.first().is_some_and(|w| w == "uv")))
+            .cloned()
+            .collect(),
         changes,
         needs_cache_lock,
     }))

@@ -1,0 +1,568 @@
+//! The stages of a warm `pip install`, in the order `install::install` runs them: read the
+//! requirements, check whether the environment already satisfies them, decide the settings,
+//! find the index pages, resolve, plan, then apply the plan (prepare, uninstall, link) and
+//! report the changelog. Each stage takes what the earlier ones produced.
+
+use std::collections::BTreeSet;
+
+use uv_cache::{Cache, Refresh};
+use uv_client::{FlatIndexClient, RegistryClient, RegistryClientBuilder};
+use uv_configuration::{
+    BuildOptions, Constraints, Excludes, HashCheckingMode, IndexStrategy, NoSources, Overrides,
+    Reinstall, Upgrade,
+};
+use uv_dispatch::{BuildDispatch, SharedState};
+use uv_distribution::DistributionDatabase;
+use uv_distribution_types::{
+    CachedDist, ConfigSettings, DependencyMetadata, DistributionMetadata, ExtraBuildRequires,
+    ExtraBuildVariables, Index, IndexLocations, InstalledDist, Name, PackageConfigSettings,
+    Resolution, UnresolvedRequirement,
+};
+use uv_install_wheel::LinkMode;
+use uv_installer::{InstallationStrategy, Plan, Planner, Preparer, SatisfiesResult, SitePackages};
+use uv_platform_tags::Tags;
+use uv_preview::Preview;
+use uv_pypi_types::Conflicts;
+use uv_python::Interpreter;
+use uv_requirements::{
+    LookaheadResolver, NamedRequirementsResolver, RequirementsSource, RequirementsSpecification,
+};
+use uv_resolver::{
+    DependencyMode, ExcludeNewer, Exclusions, FlatIndex, Manifest, OptionsBuilder, Preferences,
+    PythonRequirement, Resolver, ResolverEnvironment, UpgradePackages,
+};
+use uv_types::{BuildIsolation, HashStrategy, SourceTreeEditablePolicy};
+use uv_workspace::WorkspaceCache;
+
+use crate::environment::EnvState;
+use crate::error::{ErrorKind, FfiError, Result};
+use crate::index::{IndexPages, KeptIndexes};
+use crate::install::{self, Call, Pair};
+
+/// Read the requirements: arguments, `-r` files and `-c` files, with uv's own reader. Project
+/// files as requirement sources are left to uv's own command line.
+pub async fn read_requirements(call: Call<'_>) -> Result<RequirementsSpecification> {
+    let (args, cwd) = (call.args, call.cwd);
+    let mut sources = Vec::new();
+    for package in &args.packages {
+        sources.push(RequirementsSource::Package(install::parse_argument(
+            package, cwd,
+        )?));
+    }
+    sources.extend(install::file_sources(
+        &args.requirements,
+        cwd,
+        RequirementsSource::from_requirements_file,
+    )?);
+    let constraints = install::file_sources(
+        &args.constraints,
+        cwd,
+        RequirementsSource::from_constraints_txt,
+    )?;
+    let spec = install::read_specification(call.shared, &sources, &constraints).await?;
+    if !spec.source_trees.is_empty() || spec.pylock.is_some() || !spec.groups.is_empty() {
+        return Err(FfiError::new(ErrorKind::DeferToUv, "project files"));
+    }
+    Ok(spec)
+}
+
+/// What uv passes for options the warm path leaves at their defaults (config settings, extra
+/// build requirements and variables).
+#[derive(Default)]
+struct BuildDefaults {
+    config_settings: ConfigSettings,
+    config_settings_package: PackageConfigSettings,
+    extra_build_requires: ExtraBuildRequires,
+    extra_build_variables: ExtraBuildVariables,
+}
+
+/// Whether the environment already satisfies the requirements, as uv's early exit decides it.
+pub fn satisfied_already(state: &mut EnvState, spec: &RequirementsSpecification) -> Result<bool> {
+    let markers = state.markers.clone();
+    let tags = state.tags().clone();
+    let defaults = BuildDefaults::default();
+    let satisfied = state
+        .site_packages()?
+        .satisfies_spec(
+            &spec.requirements,
+            &spec.constraints,
+            &spec.overrides,
+            &spec.override_dependencies,
+            &spec.excludes,
+            InstallationStrategy::Permissive,
+            &markers,
+            &tags,
+            &defaults.config_settings,
+            &defaults.config_settings_package,
+            &defaults.extra_build_requires,
+            &defaults.extra_build_variables,
+        )
+        .map_err(|err| FfiError::from_anyhow(ErrorKind::Install, &err))?;
+    Ok(matches!(satisfied, SatisfiesResult::Fresh { .. }))
+}
+
+/// Everything an install decides before it resolves, from the command, its requirement files
+/// and the call's policy.
+pub struct Settings {
+    pub reinstall: Reinstall,
+    pub upgrade: Upgrade,
+    pub link_mode: LinkMode,
+    pub hasher: HashStrategy,
+    pub index_locations: IndexLocations,
+    pub index_strategy: IndexStrategy,
+    pub build_options: BuildOptions,
+    /// The cache, with the refresh policy of this call.
+    pub cache: Cache,
+    /// Index pages kept from earlier calls may serve this one.
+    pub may_reuse_pages: bool,
+}
+
+impl Settings {
+    pub fn new(call: Call<'_>, spec: &RequirementsSpecification, state: &EnvState) -> Result<Self> {
+        let args = call.args;
+        let reinstall = install::reinstall_of(args)?;
+        let upgrade = install::upgrade_of(args)?;
+        let hasher = match HashCheckingMode::from_requirements_txt(None, spec.require_hashes) {
+            Some(mode) => HashStrategy::from_requirements(
+                spec.requirements
+                    .iter()
+                    .map(|entry| (&entry.requirement, entry.hashes.as_slice())),
+                spec.constraints
+                    .iter()
+                    .map(|entry| (&entry.requirement, entry.hashes.as_slice())),
+                Some(&state.markers),
+                mode,
+            )
+            .map_err(|err| FfiError::from_uv(ErrorKind::InvalidRequirement, &err))?,
+            None => HashStrategy::None,
+        };
+        let refresh = call.policy.refresh_index || call.policy.fresh_index;
+        let cache = if refresh {
+            call.shared
+                .cache
+                .clone()
+                .with_refresh(Refresh::from_args(Some(true), Vec::new()))
+        } else if reinstall.is_none() && upgrade.is_none() {
+            call.shared.cache.clone()
+        } else {
+            call.shared.cache.clone().with_refresh(
+                Refresh::from(reinstall.clone()).combine(Refresh::from(upgrade.clone())),
+            )
+        };
+        Ok(Self {
+            link_mode: install::link_mode(args)?,
+            hasher,
+            index_locations: install::index_locations(args, spec, call.cwd)?,
+            index_strategy: install::value_of("--index-strategy", args.index_strategy.as_deref())?,
+            build_options: install::build_options_of(args)?
+                .combine(spec.no_binary.clone(), spec.no_build.clone()),
+            cache,
+            may_reuse_pages: !refresh && reinstall.is_none() && upgrade.is_none(),
+            reinstall,
+            upgrade,
+        })
+    }
+
+    /// The identity of the index pages these settings read.
+    fn pages_key(&self, interpreter: &Interpreter) -> String {
+        format!(
+            "{}|{:?}|{:?}|{:?}|{}",
+            interpreter.sys_executable().display(),
+            self.index_locations,
+            self.build_options,
+            self.index_strategy,
+            self.cache.root().display(),
+        )
+    }
+}
+
+/// Index pages for this call: kept from an earlier call when allowed, otherwise read fresh.
+/// Returns the pages, their key, and whether they were kept ones.
+pub async fn index_pages(
+    call: Call<'_>,
+    indexes: &mut KeptIndexes,
+    settings: &Settings,
+    state: &EnvState,
+) -> Result<(IndexPages, String, bool)> {
+    let interpreter = state.env.interpreter();
+    let key = settings.pages_key(interpreter);
+    let kept = settings
+        .may_reuse_pages
+        .then(|| indexes.get(&key, call.policy.index_ttl))
+        .flatten();
+    if let Some(pages) = kept {
+        return Ok((pages, key, true));
+    }
+    indexes.counters.fresh += 1;
+    let client =
+        RegistryClientBuilder::new(call.shared.client_builder.clone(), settings.cache.clone())
+            .index_locations(settings.index_locations.clone())
+            .index_strategy(settings.index_strategy)
+            .markers(interpreter.markers())
+            .platform(interpreter.platform())
+            .wrap_existing(&call.shared.base_client)
+            .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
+    let flat_index = flat_index(&client, settings, state.tags()).await?;
+    Ok((
+        IndexPages::new(client, flat_index, SharedState::default()),
+        key,
+        false,
+    ))
+}
+
+async fn flat_index(
+    client: &RegistryClient,
+    settings: &Settings,
+    tags: &Tags,
+) -> Result<FlatIndex> {
+    let locations = &settings.index_locations;
+    if locations.flat_indexes().next().is_none() {
+        return Ok(FlatIndex::default());
+    }
+    let entries = FlatIndexClient::new(
+        client.cached_client(),
+        client.connectivity(),
+        &settings.cache,
+    )
+    .fetch_all(locations.flat_indexes().map(Index::url))
+    .await
+    .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
+    Ok(FlatIndex::from_entries(
+        entries,
+        Some(tags),
+        &settings.hasher,
+        &settings.build_options,
+    ))
+}
+
+/// What resolving, planning and applying share: the index pages and the build frontend.
+pub struct Context<'a> {
+    pub call: Call<'a>,
+    pub settings: &'a Settings,
+    pub pages: &'a IndexPages,
+    pub interpreter: &'a Interpreter,
+    pub tags: &'a Tags,
+    build_dispatch: BuildDispatch<'a>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        call: Call<'a>,
+        settings: &'a Settings,
+        pages: &'a IndexPages,
+        interpreter: &'a Interpreter,
+        tags: &'a Tags,
+        build: &'a BuildInputs,
+    ) -> Self {
+        let build_dispatch = BuildDispatch::new(
+            &pages.client,
+            &settings.cache,
+            &build.constraints,
+            interpreter,
+            &settings.index_locations,
+            &pages.flat_index,
+            &build.dependency_metadata,
+            pages.state.clone(),
+            settings.index_strategy,
+            &build.defaults.config_settings,
+            &build.defaults.config_settings_package,
+            BuildIsolation::Isolated,
+            &build.defaults.extra_build_requires,
+            &build.defaults.extra_build_variables,
+            settings.link_mode,
+            &settings.build_options,
+            &build.hasher,
+            ExcludeNewer::default(),
+            NoSources::default(),
+            SourceTreeEditablePolicy::Project,
+            WorkspaceCache::default(),
+            call.shared.concurrency.clone(),
+            Preview::default(),
+        );
+        Self {
+            call,
+            settings,
+            pages,
+            interpreter,
+            tags,
+            build_dispatch,
+        }
+    }
+
+    fn database(&self) -> DistributionDatabase<'_, BuildDispatch<'a>> {
+        DistributionDatabase::new(
+            &self.pages.client,
+            &self.build_dispatch,
+            self.call.shared.concurrency.downloads_semaphore.clone(),
+        )
+    }
+}
+
+/// What the build frontend borrows for the whole call (uv's defaults for the warm path).
+#[derive(Default)]
+pub struct BuildInputs {
+    constraints: Constraints,
+    dependency_metadata: DependencyMetadata,
+    /// Builds verify hashes only when asked.
+    hasher: HashStrategy,
+    defaults: BuildDefaults,
+}
+
+/// Resolve the requirements against the environment's snapshot `site`.
+pub async fn resolve(
+    context: &Context<'_>,
+    spec: RequirementsSpecification,
+    markers: &uv_pypi_types::ResolverMarkerEnvironment,
+    site: &SitePackages,
+) -> Result<(Resolution, HashStrategy)> {
+    let (args, settings) = (context.call.args, context.settings);
+    let index = context.pages.state.index();
+    let mut requirements = Vec::new();
+    let mut unnamed = Vec::new();
+    for entry in spec.requirements {
+        match entry.requirement {
+            UnresolvedRequirement::Named(requirement) => requirements.push(requirement),
+            UnresolvedRequirement::Unnamed(requirement) => unnamed.push(requirement),
+        }
+    }
+    if !unnamed.is_empty() {
+        let named = NamedRequirementsResolver::new(&settings.hasher, index, context.database())
+            .resolve(unnamed.into_iter())
+            .await
+            .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?;
+        requirements.extend(named);
+    }
+    let constraints = Constraints::from_requirements(
+        spec.constraints
+            .into_iter()
+            .map(|constraint| constraint.requirement)
+            .chain(settings.upgrade.constraints().cloned()),
+    );
+    let (overrides, excludes) = (Overrides::default(), Excludes::default());
+    let resolver_env = ResolverEnvironment::specific(markers.clone());
+    let dependency_mode = if args.no_deps {
+        DependencyMode::Direct
+    } else {
+        DependencyMode::Transitive
+    };
+    let (lookaheads, hasher) = match dependency_mode {
+        DependencyMode::Transitive => LookaheadResolver::new(
+            &requirements,
+            &constraints,
+            &overrides,
+            &excludes,
+            &settings.hasher,
+            index,
+            context.database(),
+        )
+        .resolve(&resolver_env)
+        .await
+        .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?,
+        DependencyMode::Direct => (Vec::new(), settings.hasher.clone()),
+    };
+    let manifest = Manifest::new(
+        requirements,
+        constraints,
+        overrides,
+        excludes,
+        Preferences::default(),
+        None,
+        BTreeSet::default(),
+        Exclusions::new(
+            settings.reinstall.clone(),
+            UpgradePackages::for_non_project(&settings.upgrade),
+        ),
+        lookaheads,
+    );
+    let options = OptionsBuilder::new()
+        .resolution_mode(install::value_of(
+            "--resolution",
+            args.resolution.as_deref(),
+        )?)
+        .index_strategy(settings.index_strategy)
+        .prerelease(install::prerelease(args)?)
+        .dependency_mode(dependency_mode)
+        .build_options(settings.build_options.clone())
+        .build();
+    let python_requirement = PythonRequirement::from_interpreter(context.interpreter);
+    let resolver = Resolver::new(
+        manifest,
+        options,
+        &python_requirement,
+        resolver_env,
+        context.interpreter.markers(),
+        Conflicts::empty(),
+        Some(context.tags),
+        &context.pages.flat_index,
+        index,
+        &hasher,
+        &context.build_dispatch,
+        site.clone(),
+        context.database(),
+    )
+    .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?;
+    let output = resolver.resolve().await.map_err(|err| {
+        let kind = match &err {
+            uv_resolver::ResolveError::Client(_) => ErrorKind::Index,
+            _ => ErrorKind::Resolution,
+        };
+        FfiError::from_uv(kind, &err)
+    })?;
+    Ok((Resolution::from(output), hasher))
+}
+
+/// Plan against the very snapshot the resolver saw (the planner insists on it).
+pub fn plan(
+    context: &Context<'_>,
+    resolution: &Resolution,
+    hasher: &HashStrategy,
+    site: SitePackages,
+    state: &EnvState,
+) -> Result<Plan> {
+    let settings = context.settings;
+    let defaults = BuildDefaults::default();
+    Planner::new(resolution)
+        .build(
+            site,
+            InstallationStrategy::Permissive,
+            &settings.reinstall,
+            &settings.build_options,
+            hasher,
+            &settings.index_locations,
+            &defaults.config_settings,
+            &defaults.config_settings_package,
+            &defaults.extra_build_requires,
+            &defaults.extra_build_variables,
+            &settings.cache,
+            &state.env,
+            context.tags,
+        )
+        .map_err(|err| FfiError::from_anyhow(ErrorKind::Install, &err))
+}
+
+/// What a dry run reports for a plan: what would be installed and what would be removed.
+pub fn dry_run_changes(plan: &Plan) -> (Vec<Pair>, Vec<Pair>) {
+    let mut installed: Vec<Pair> = plan
+        .remote
+        .iter()
+        .map(|dist| {
+            let version = dist.version_or_url().to_string();
+            (
+                dist.name().to_string(),
+                version.trim_start_matches("==").to_string(),
+            )
+        })
+        .chain(plan.cached.iter().map(cached_pair))
+        .collect();
+    let mut removed: Vec<Pair> = plan
+        .reinstalls
+        .iter()
+        .map(install::installed_pair)
+        .collect();
+    installed.sort();
+    removed.sort();
+    (installed, removed)
+}
+
+/// Whether a plan changes nothing.
+pub fn is_empty(plan: &Plan) -> bool {
+    plan.remote.is_empty() && plan.cached.is_empty() && plan.reinstalls.is_empty()
+}
+
+/// Carry out a plan: download or build what is missing, remove what is replaced, link the new
+/// wheels, and bring the view up to date. Returns the sorted changelog.
+pub async fn apply(
+    context: &Context<'_>,
+    plan: Plan,
+    resolution: &Resolution,
+    hasher: &HashStrategy,
+    state: &mut EnvState,
+    profile: &mut crate::profile::Profile,
+) -> Result<(Vec<Pair>, Vec<Pair>)> {
+    let Plan {
+        cached,
+        remote,
+        reinstalls,
+        extraneous: _,
+    } = plan;
+    let settings = context.settings;
+    let wheels = if remote.is_empty() {
+        Vec::new()
+    } else {
+        Preparer::new(
+            &settings.cache,
+            context.tags,
+            hasher,
+            &settings.build_options,
+            context.database(),
+        )
+        .prepare(remote, context.pages.state.in_flight(), resolution)
+        .await
+        .map_err(|err| FfiError::from_uv(ErrorKind::Install, &err))?
+    };
+    profile.mark("prepare");
+    let removed = uninstall(context.interpreter, reinstalls, state).await?;
+    profile.mark("uninstall");
+    let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
+    let installed = link(context, to_install, state)?;
+    profile.mark("install");
+    let mut installed: Vec<Pair> = installed.iter().map(cached_pair).collect();
+    installed.sort();
+    state.apply_delta(&installed, &removed);
+    Ok((installed, removed))
+}
+
+/// Remove the distributions being replaced; a failure keeps the view true to what is gone.
+async fn uninstall(
+    interpreter: &Interpreter,
+    dists: Vec<InstalledDist>,
+    state: &mut EnvState,
+) -> Result<Vec<Pair>> {
+    let layout = interpreter.layout();
+    let mut removed: Vec<Pair> = Vec::new();
+    for dist in dists {
+        match uv_installer::uninstall(&dist, &layout).await {
+            // Like uv: a missing RECORD leaves files behind but must not stop the install.
+            Ok(_)
+            | Err(uv_installer::UninstallError::Uninstall(
+                uv_install_wheel::Error::MissingRecord(_)
+                | uv_install_wheel::Error::MissingTopLevel(_),
+            )) => removed.push(install::installed_pair(&dist)),
+            Err(err) => {
+                state.apply_delta(&[], &removed);
+                return Err(FfiError::from_uv(ErrorKind::Install, &err));
+            }
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// Link the wheels into the environment, on the engine's own rayon pool (rayon's global pool
+/// does not survive a fork). A failure may leave a partial install: the view is dropped.
+fn link(
+    context: &Context<'_>,
+    wheels: Vec<CachedDist>,
+    state: &mut EnvState,
+) -> Result<Vec<CachedDist>> {
+    if wheels.is_empty() {
+        return Ok(Vec::new());
+    }
+    let installer = uv_installer::Installer::new(&state.env, Preview::default())
+        .with_link_mode(context.settings.link_mode)
+        .with_cache(&context.settings.cache)
+        .with_installer_metadata(true);
+    let outcome = context
+        .call
+        .shared
+        .pool
+        .install(|| installer.install_blocking(wheels));
+    outcome.map_err(|err| {
+        state.invalidate();
+        FfiError::from_anyhow(ErrorKind::Install, &err)
+    })
+}
+
+fn cached_pair(dist: &CachedDist) -> Pair {
+    (dist.name().to_string(), dist.filename().version.to_string())
+}
