@@ -29,36 +29,57 @@ from .errors import (
     ResolutionError,
     UvFfiError,
 )
+from .paths import include_dir, library_path
 from .policy import get_policy, set_policy
+from .commands import (  # noqa: E402  (they call install(), defined below, lazily)
+    CheckResult,
+    Package,
+    ShowRecord,
+    check,
+    freeze,
+    freeze_pairs,
+    list_packages,
+    show,
+)
 
-__version__ = "0.12.5"
+__version__: str = _native.INFO["version"]
 #: The uv release whose crates the engine is built from.
-UV_VERSION = "0.12.5"
+UV_VERSION: str = _native.INFO["uv_version"]
 
 Pair = Tuple[str, str]
 
 __all__ = [
+    "CheckResult",
     "CommandFailed",
     "EnginePanic",
     "ExternallyManaged",
     "IndexUnavailable",
     "InstallError",
     "InvalidRequest",
+    "Package",
     "PythonNotFound",
     "ResolutionError",
     "RunResult",
+    "ShowRecord",
     "UvFfiError",
+    "check",
     "clear_registry_cache",
+    "freeze",
+    "freeze_pairs",
     "get_counters",
     "get_policy",
     "get_site_packages_cache",
+    "include_dir",
     "install",
     "invalidate_site_packages_cache",
+    "library_path",
+    "list_packages",
     "parse_command",
     "patch_site_packages_cache",
     "run",
     "run_capture",
     "set_policy",
+    "show",
 ]
 
 

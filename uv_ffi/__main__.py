@@ -1,4 +1,5 @@
-"""Command line: ``python -m uv_ffi run <uv command...>`` and ``python -m uv_ffi demo``."""
+"""Command line: ``python -m uv_ffi run <uv command...>``, ``python -m uv_ffi demo``, and
+``python -m uv_ffi --include`` / ``--libdir`` (where the header and library are, for C and Go)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ def _run(words: List[str]) -> int:
     try:
         result = install(words)
     except UvFfiError as exc:
-        if getattr(exc, "stdout", ""):
+        if exc.kind == "failed":
+            # uv's own command line ran: what it printed is the whole story, as uv printed it.
             sys.stdout.write(exc.stdout)
+            sys.stderr.write(exc.stderr)
+            return exc.exit_code
         text = exc.full_text()
-        # uv's own messages carry their prefix ("error:", "  ×"); the engine's carry none.
-        plain = exc.kind not in ("failed", "invalid_command") or not text.lstrip().startswith(("error", "×"))
+        # uv's parser's messages carry their prefix ("error:"); the engine's carry none.
+        plain = not text.lstrip().startswith(("error", "×"))
         print(("error: " + text) if plain else text, file=sys.stderr)
         return exc.exit_code
     sys.stdout.write(result.stdout)
@@ -37,6 +41,12 @@ def _run(words: List[str]) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["--include"], ["--libdir"]):
+        # For C and Go builds: where the header and the library of this installation are.
+        from . import paths
+
+        print(paths.include_dir() if argv == ["--include"] else paths.library_dir())
+        return 0
     if argv[:1] == ["run"]:
         # Everything after `run` is uv's command line, options included (`run --version`).
         return _run(argv[1:])

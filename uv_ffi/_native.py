@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import sys
 from typing import Any
 
-from . import errors
+from . import errors, paths
 from ._native_ffi import ffi
 
 #: The ABI version this facade speaks; the library must report the same.
@@ -16,23 +14,8 @@ ABI_VERSION = 2
 
 
 def _library_path() -> str:
-    override = os.environ.get("UV_FFI_LIBRARY")
-    if override:
-        return override
-    here = os.path.dirname(os.path.abspath(__file__))
-    # setuptools-rust names the file after the platform (.so, .dylib, .pyd, ABI suffixes):
-    # match the stem rather than guessing the suffix.
-    candidates = sorted(
-        path
-        for path in glob.glob(os.path.join(here, "_uv_ffi_lib*"))
-        if path.endswith((".so", ".dylib", ".pyd", ".dll"))
-    )
-    if not candidates:
-        raise ImportError(
-            "uv_ffi's native library is missing next to " + here + "; "
-            "install the package (pip install .) rather than importing the source tree"
-        )
-    return candidates[0]
+    """The library to load: ``UV_FFI_LIBRARY``, else the one in the package (see :mod:`.paths`)."""
+    return paths.library_path()
 
 
 def _open():
@@ -67,13 +50,15 @@ def call_json(function: str, request: bytes) -> Any:
     raise errors.from_reply(reply["error"])
 
 
-def _check_version() -> None:
+def _check_version() -> dict:
     info = call("info", {})
     if info["abi_version"] != ABI_VERSION:
         raise ImportError(
             "uv_ffi's native library speaks ABI %s but the Python package expects %s; "
             "reinstall the package" % (info["abi_version"], ABI_VERSION)
         )
+    return info
 
 
-_check_version()
+#: What the library says of itself: its version (written once, in rust/Cargo.toml) and uv's.
+INFO = _check_version()
