@@ -17,7 +17,78 @@ import tempfile
 import time
 from typing import Callable, List, Optional
 
-from . import sample_index
+import base64
+import hashlib
+import threading
+import zipfile
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+#: The demo's packages: (name, version, requirements). Dependencies between them are real.
+DEMO_PACKAGES = [
+    ("demo-core", "1.0.0", []),
+    ("demo-core", "1.1.0", []),
+    ("demo-util", "1.0.0", ["demo-core>=1.0"]),
+    ("demo-util", "2.0.0", ["demo-core>=1.1"]),
+    ("demo-app", "1.0.0", ["demo-util>=1.0", "demo-core"]),
+    ("demo-app", "1.1.0", ["demo-util>=2.0", "demo-core>=1.1"]),
+]
+
+
+def build_wheel(dest: str, name: str, version: str, requires: List[str], payload_files: int = 20) -> str:
+    """Write a real ``py3-none-any`` wheel: a package with ``payload_files`` modules, METADATA,
+    WHEEL and a RECORD with sha256 hashes."""
+    os.makedirs(dest, exist_ok=True)
+    dist = name.replace("-", "_")
+    info = "%s-%s.dist-info" % (dist, version)
+    meta = ["Metadata-Version: 2.1", "Name: " + name, "Version: " + version]
+    meta += ["Requires-Dist: " + r for r in requires]
+    files = [("%s/__init__.py" % dist, ("__version__ = %r\n" % version).encode())]
+    files += [("%s/mod%d.py" % (dist, i), ("VALUE = %d\n" % i).encode()) for i in range(1, payload_files)]
+    files.append((info + "/METADATA", ("\n".join(meta) + "\n").encode()))
+    files.append((info + "/WHEEL", b"Wheel-Version: 1.0\nGenerator: uv-ffi-demo\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
+    record = []
+    for path, data in files:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+    files.append((info + "/RECORD", ("\n".join(record + [info + "/RECORD,,"]) + "\n").encode()))
+    path = os.path.join(dest, "%s-%s-py3-none-any.whl" % (dist, version))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member, data in files:
+            archive.writestr(zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0)), data)
+    return path
+
+
+def write_simple_index(root: str) -> None:
+    """A PEP 503 index of the wheels in ``root``: ``root/simple/<name>/index.html``."""
+    by_name: dict = {}
+    for wheel in sorted(f for f in os.listdir(root) if f.endswith(".whl")):
+        by_name.setdefault(wheel.split("-")[0].replace("_", "-"), []).append(wheel)
+    for name, wheels in by_name.items():
+        os.makedirs(os.path.join(root, "simple", name))
+        links = []
+        for wheel in wheels:
+            with open(os.path.join(root, wheel), "rb") as handle:
+                digest = hashlib.sha256(handle.read()).hexdigest()
+            links.append('<a href="../../%s#sha256=%s">%s</a><br/>' % (wheel, digest, wheel))
+        with open(os.path.join(root, "simple", name, "index.html"), "w") as handle:
+            handle.write("<!DOCTYPE html><html><body>\n%s\n</body></html>\n" % "\n".join(links))
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+    def end_headers(self):
+        self.send_header("Cache-Control", "max-age=600")  # as PyPI's simple pages
+        super().end_headers()
+
+
+def serve(root: str) -> ThreadingHTTPServer:
+    """Serve ``root`` on 127.0.0.1 (a free port) from a daemon thread; ``.shutdown()`` stops it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=root))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def find_uv() -> Optional[str]:
@@ -60,18 +131,24 @@ def main(rounds: int = 20) -> int:
     # A private cache, so the first install is truly cold.
     os.environ["UV_CACHE_DIR"] = os.path.join(workdir, "cache")
     print("uv-ffi demo in %s (no network: the index is on 127.0.0.1)" % workdir)
-    wheels = sample_index.build_demo_wheels(os.path.join(workdir, "wheels"))
-    sample_index.write_simple_index(os.path.join(workdir, "index"), wheels)
+    wheels = os.path.join(workdir, "index")
+    for name, version, requires in DEMO_PACKAGES:
+        build_wheel(wheels, name, version, requires)
+    write_simple_index(wheels)
     engine_py = make_venv(os.path.join(workdir, "venv-engine"))
     uv_py = make_venv(os.path.join(workdir, "venv-uv"))
     uv_bin = find_uv()
     rows = []
     try:
-        with sample_index.StaticIndex(os.path.join(workdir, "index")) as index:
-            rows.append(_engine_rows(engine_py, index.url, rounds))
+        server = serve(wheels)
+        url = "http://127.0.0.1:%d/simple/" % server.server_address[1]
+        try:
+            rows.append(_engine_rows(engine_py, url, rounds))
             if uv_bin:
-                uv_cache = os.path.join(workdir, "cache-uv")
-                rows.append(_uv_rows(uv_bin, uv_py, index.url, rounds, uv_cache))
+                rows.append(_uv_rows(uv_bin, uv_py, url, rounds, os.path.join(workdir, "cache-uv")))
+        finally:
+            server.shutdown()
+            server.server_close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
