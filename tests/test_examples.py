@@ -121,12 +121,14 @@ def run_example(argv: List[str], timeout: float = 300) -> subprocess.CompletedPr
 
 def test_c_example(c_example, venv, index):
     done = run_example([c_example, venv.python, index.url, SPEC_A, SPEC_B])
+    print(done.stdout)  # shown in CI's log (pytest -rP)
     check_steps(done.stdout, C_STEPS)
     check_disk(venv)
 
 
 def test_go_example(go_example, venv, index):
     done = run_example([go_example, venv.python, index.url, SPEC_A, SPEC_B])
+    print(done.stdout)  # shown in CI's log (pytest -rP)
     check_steps(done.stdout)
     check_disk(venv)
 
@@ -165,6 +167,8 @@ def test_c_example_under_valgrind(c_example, venv, index, tmp_path):
     assert done.returncode == 0, "exit %d (99: valgrind found errors)\n--- stdout\n%s\n--- valgrind\n%s" % (
         done.returncode, done.stdout, report)
     check_steps(done.stdout)
+    # The summary, in CI's log (pytest -rP).
+    print("\n".join(line for line in report.splitlines() if "SUMMARY" in line or "lost:" in line))
     assert re.search(r"ERROR SUMMARY: 0 errors from 0 contexts", report), report
     for problem in ("Invalid read", "Invalid write", "Invalid free", "Mismatched free", "uninitialised",
                     "definitely lost in"):

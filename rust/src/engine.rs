@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 
 use tokio::runtime::Runtime;
 use uv_cache::Cache;
-use uv_client::{BaseClient, BaseClientBuilder};
+use uv_client::{BaseClient, BaseClientBuilder, Certificates};
 use uv_configuration::Concurrency;
 use uv_python::{
     EnvironmentPreference, Prefix, PythonEnvironment, PythonPreference, PythonRequest, Target,
@@ -59,8 +59,8 @@ pub struct Engine {
     default_cache: Cache,
     /// Caches by folder (`--cache-dir`, `UV_CACHE_DIR`), each holding uv's shared lock.
     caches: HashMap<PathBuf, Cache>,
-    /// Warm HTTP clients, one per network configuration.
-    clients: HashMap<NetworkKey, BaseClient>,
+    /// Warm HTTP clients, one per network configuration, with the certificates they trust.
+    clients: HashMap<NetworkKey, (BaseClient, Option<Certificates>)>,
     concurrency: Concurrency,
     pool: std::sync::Arc<rayon::ThreadPool>,
     /// Index pages kept between calls, per interpreter and index configuration.
@@ -128,8 +128,8 @@ impl Engine {
             let client = key.client(worker_threads())?;
             self.clients.insert(key.clone(), client);
         }
-        let base_client = self.clients[&key].clone();
-        let client_builder = key.builder(worker_threads())?;
+        let (base_client, certificates) = self.clients[&key].clone();
+        let client_builder = key.builder(worker_threads(), certificates)?;
         Ok(Shared {
             cache,
             client_builder,

@@ -71,7 +71,11 @@ impl NetworkKey {
     /// A new client builder for these settings. Each call gets its own, so that credentials
     /// one call learns (from an index URL, say) never serve a later call, as with a new `uv`
     /// process; the connections stay warm in the shared client (`RegistryClientBuilder::wrap_existing`).
-    pub fn builder(&self, cache_read_threads: usize) -> Result<BaseClientBuilder<'static>> {
+    pub fn builder(
+        &self,
+        cache_read_threads: usize,
+        certificates: Option<Certificates>,
+    ) -> Result<BaseClientBuilder<'static>> {
         let insecure = self
             .insecure_hosts
             .iter()
@@ -99,16 +103,21 @@ impl NetworkKey {
             self.retries,
         )
         .cache_read_concurrency(cache_read_threads);
-        Ok(match Certificates::from_env() {
+        Ok(match certificates {
             Some(certificates) => builder.custom_certificates(certificates),
             None => builder,
         })
     }
 
-    /// The client whose connections are kept warm for these settings.
-    pub fn client(&self, cache_read_threads: usize) -> Result<BaseClient> {
-        self.builder(cache_read_threads)?
+    /// The client whose connections are kept warm for these settings, and the certificates
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` named when it was built (read once: parsing a CA bundle
+    /// takes milliseconds; a change of either variable makes another key).
+    pub fn client(&self, cache_read_threads: usize) -> Result<(BaseClient, Option<Certificates>)> {
+        let certificates = Certificates::from_env();
+        let client = self
+            .builder(cache_read_threads, certificates.clone())?
             .build()
-            .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))
+            .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
+        Ok((client, certificates))
     }
 }

@@ -46,7 +46,7 @@ pub struct UvCall {
 /// Route a tokenized command (with or without a leading `uv`).
 pub fn route(argv: &[String], cwd: &Path) -> Result<Route> {
     if let Some(command) = command::parse_fast(argv)
-        && foreign_variables(&[]).is_empty()
+        && !foreign_variable_set(&[])
         && command::valid_link_mode_variable()
         && !config_applies(cwd, false)
     {
@@ -113,7 +113,7 @@ fn route_with_uv_parser(argv: &[String], cwd: &Path, allow_warm: bool) -> Result
         let all_honoured = explicit.iter().all(|id| allowed.contains(&id.as_str()));
         let no_config = cli.top_level.no_config;
         if all_honoured
-            && foreign_variables(&variables_of(allowed)).is_empty()
+            && !foreign_variable_set(&variables_of(allowed))
             && !config_applies(cwd, no_config)
         {
             let args = install_args(leaf);
@@ -312,20 +312,32 @@ const WARM_VARIABLES: &[&str] = &[
     "UV_OFFLINE",
 ];
 
-/// Set `UV_*` variables that neither the warm path nor the given clap-read names account for.
-fn foreign_variables(read_by_clap: &[String]) -> Vec<String> {
-    let mut foreign = Vec::new();
-    for (name, _) in std::env::vars_os() {
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with("UV_")
-            && !name.starts_with("UV_FFI_")
-            && !WARM_VARIABLES.contains(&name)
-            && !read_by_clap.iter().any(|known| known == name)
-        {
-            foreign.push(name.to_string());
+/// Whether a `UV_*` variable is set that neither the warm path nor the given clap-read names
+/// account for. This runs on every warm call, so it reads the environment block in place
+/// instead of copying every variable as `std::env::vars_os` does.
+fn foreign_variable_set(read_by_clap: &[String]) -> bool {
+    unsafe extern "C" {
+        static environ: *const *const std::ffi::c_char;
+    }
+    let accounted_for = |name: &[u8]| {
+        name.starts_with(b"UV_FFI_")
+            || WARM_VARIABLES.iter().any(|known| known.as_bytes() == name)
+            || read_by_clap.iter().any(|known| known.as_bytes() == name)
+    };
+    // SAFETY: `environ` is the NULL-terminated array of NUL-terminated `NAME=value` strings
+    // that `getenv` reads too; like `getenv`, this must not race with a `setenv`.
+    unsafe {
+        let mut entry = environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            let text = std::ffi::CStr::from_ptr(*entry).to_bytes();
+            let name = text.split(|&byte| byte == b'=').next().unwrap_or(text);
+            if name.starts_with(b"UV_") && !accounted_for(name) {
+                return true;
+            }
+            entry = entry.add(1);
         }
     }
-    foreign
+    false
 }
 
 /// uv's built `clap::Command` (building it is the expensive part of parsing), and the
