@@ -255,7 +255,9 @@ async fn install(
     // holds it: from before the environment is read until its files have changed.
     let env = state.env.clone();
     let _lock = env.lock().await.ok();
+    profile.mark("lock");
     let settings = stages::Settings::new(call, &spec, state)?;
+    profile.mark("settings");
     if settings.reinstall.is_none() && settings.upgrade.is_none() {
         let satisfied = stages::satisfied_already(state, &spec)?;
         profile.mark("satisfied-check");

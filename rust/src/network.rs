@@ -34,6 +34,60 @@ const CLIENT_VARIABLES: [&str; 11] = [
     "no_proxy",
 ];
 
+/// The variables uv's `EnvironmentOptions` reads for the network settings the warm path uses.
+const NETWORK_VARIABLES: [&str; 8] = [
+    "UV_HTTP_TIMEOUT",
+    "UV_REQUEST_TIMEOUT",
+    "HTTP_TIMEOUT",
+    "UV_HTTP_CONNECT_TIMEOUT",
+    "UV_HTTP_RETRIES",
+    "UV_SYSTEM_CERTS",
+    "UV_NATIVE_TLS",
+    "UV_OFFLINE",
+];
+
+/// The network settings uv reads from the environment, as uv's `EnvironmentOptions` parses
+/// them. Parsing every variable uv knows costs tens of microseconds, so the answer is kept with
+/// the values of the variables it depends on and computed again when one of them changes.
+#[derive(Debug, Clone, Copy)]
+struct NetworkVariables {
+    system_certs: bool,
+    offline: bool,
+    read_timeout: Duration,
+    connect_timeout: Duration,
+    retries: u32,
+}
+
+type Values = Vec<Option<OsString>>;
+
+impl NetworkVariables {
+    fn read() -> Result<Self> {
+        static LAST: std::sync::Mutex<Option<(Values, NetworkVariables)>> =
+            std::sync::Mutex::new(None);
+        let values: Values = NETWORK_VARIABLES.iter().map(std::env::var_os).collect();
+        let mut last = LAST
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, settings)) = last.as_ref()
+            && *seen == values
+        {
+            return Ok(*settings);
+        }
+        let environment = EnvironmentOptions::new()
+            .map_err(|err| FfiError::from_uv(ErrorKind::InvalidCommand, &err))?;
+        let settings = Self {
+            system_certs: environment.system_certs.value == Some(true)
+                || environment.native_tls.value == Some(true),
+            offline: environment.offline.value == Some(true),
+            read_timeout: environment.http_read_timeout,
+            connect_timeout: environment.http_connect_timeout,
+            retries: environment.http_retries,
+        };
+        *last = Some((values, settings));
+        Ok(settings)
+    }
+}
+
 /// Everything that decides how a client behaves.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NetworkKey {
@@ -49,21 +103,16 @@ pub struct NetworkKey {
 impl NetworkKey {
     /// The settings uv would use for a command with these options, in this environment.
     pub fn for_call(args: &InstallArgs) -> Result<Self> {
-        let environment = EnvironmentOptions::new()
-            .map_err(|err| FfiError::from_uv(ErrorKind::InvalidCommand, &err))?;
-        let system_certs = args.system_certs.unwrap_or(
-            environment.system_certs.value == Some(true)
-                || environment.native_tls.value == Some(true),
-        );
+        let environment = NetworkVariables::read()?;
         let mut insecure_hosts = args.allow_insecure_hosts.clone();
         insecure_hosts.sort();
         Ok(Self {
-            system_certs,
-            offline: args.offline || environment.offline.value == Some(true),
+            system_certs: args.system_certs.unwrap_or(environment.system_certs),
+            offline: args.offline || environment.offline,
             insecure_hosts,
-            read_timeout: environment.http_read_timeout,
-            connect_timeout: environment.http_connect_timeout,
-            retries: environment.http_retries,
+            read_timeout: environment.read_timeout,
+            connect_timeout: environment.connect_timeout,
+            retries: environment.retries,
             client_variables: CLIENT_VARIABLES.iter().map(std::env::var_os).collect(),
         })
     }

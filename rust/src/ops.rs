@@ -243,6 +243,7 @@ fn run_warm(
         }
         policy.refresh_index = std::mem::take(&mut engine.refresh_index);
         let shared = engine.shared_for(&args, runtime)?;
+        profile.mark("client");
         let (indexes, state) = engine.parts(&key);
         let call = install::Call {
             shared: &shared,
