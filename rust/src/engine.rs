@@ -411,9 +411,11 @@ fn spawn_engine() -> Result<Handle> {
 }
 
 fn engine_loop(receiver: Receiver<Job>) {
+    // Blocking threads are not capped below tokio's default: uv waits for file locks on them
+    // (`flock` on a cache entry), and with as few threads as cores, the waiters could take
+    // every thread and the holder could never finish.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .max_blocking_threads(worker_threads())
         .thread_name("uv-ffi-blocking")
         .build()
     {
@@ -555,8 +557,8 @@ fn release_free_memory() {
     }
 }
 
-/// Threads for blocking file work (the runtime's pool, uv's cache reads): one per core. More
-/// cannot run at once anyway, and each extra thread costs the host process a malloc arena.
+/// Threads for linking files and reading uv's HTTP cache: one per core. More cannot run at once
+/// anyway, and each extra thread costs the host process a malloc arena.
 fn worker_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }

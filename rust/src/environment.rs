@@ -13,7 +13,7 @@
 //! compared with that set; any disagreement drops the view. So a patch, even a wrong or late one,
 //! can never make a view that disagrees with the disk look clean.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -149,7 +149,9 @@ pub struct EnvState {
     pub env: PythonEnvironment,
     pub markers: ResolverMarkerEnvironment,
     site: Option<SitePackages>,
-    view: BTreeMap<String, String>,
+    /// Name -> the versions installed under it (more than one only when the disk holds
+    /// several `.dist-info` folders for one name, as a killed install can leave behind).
+    view: BTreeMap<String, BTreeSet<String>>,
     view_known: bool,
     fingerprint: Option<Fingerprint>,
     /// Install requests proven satisfied since the last change to this environment.
@@ -290,7 +292,7 @@ impl EnvState {
         Ok(self
             .view
             .iter()
-            .map(|(n, v)| (n.clone(), v.clone()))
+            .flat_map(|(name, versions)| versions.iter().map(|v| (name.clone(), v.clone())))
             .collect())
     }
 
@@ -317,7 +319,18 @@ impl EnvState {
                 map.insert(name.clone(), version.clone());
             }
         }
-        apply(&mut self.view, installed, removed);
+        for (name, version) in removed {
+            if let Some(versions) = self.view.get_mut(name) {
+                versions.remove(version);
+                if versions.is_empty() {
+                    self.view.remove(name);
+                }
+            }
+        }
+        for (name, version) in installed {
+            self.view
+                .insert(name.clone(), BTreeSet::from([version.clone()]));
+        }
         if let Some(fingerprint) = self.fingerprint.as_mut() {
             apply(&mut fingerprint.expected, installed, removed);
             fingerprint.must_list = true;
@@ -337,10 +350,16 @@ impl EnvState {
     }
 }
 
-fn view_of<'a>(dists: impl Iterator<Item = &'a InstalledDist>) -> BTreeMap<String, String> {
-    dists
-        .map(|dist| (dist.name().to_string(), dist.version().to_string()))
-        .collect()
+fn view_of<'a>(
+    dists: impl Iterator<Item = &'a InstalledDist>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut view: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for dist in dists {
+        view.entry(dist.name().to_string())
+            .or_default()
+            .insert(dist.version().to_string());
+    }
+    view
 }
 
 /// The distribution metadata entries in the given folders: `.dist-info` folders as normalised

@@ -69,6 +69,14 @@ where
     let _inside = enter();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let text = input?;
+        // Every request is a JSON object: serde would also read an array positionally, field by
+        // field, which no caller means.
+        if !text.trim_start().starts_with('{') {
+            return Err(FfiError::new(
+                ErrorKind::InvalidJson,
+                "Invalid request: expected a JSON object",
+            ));
+        }
         let request: Req = serde_json::from_str(text).map_err(|err| {
             FfiError::new(ErrorKind::InvalidJson, format!("Invalid request: {err}"))
         })?;

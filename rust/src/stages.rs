@@ -522,12 +522,16 @@ async fn uninstall(
     let mut removed: Vec<Pair> = Vec::new();
     for dist in dists {
         match uv_installer::uninstall(&dist, &layout).await {
-            // Like uv: a missing RECORD leaves files behind but must not stop the install.
-            Ok(_)
-            | Err(uv_installer::UninstallError::Uninstall(
+            Ok(_) => removed.push(install::installed_pair(&dist)),
+            // Like uv: a missing RECORD leaves files behind but must not stop the install. What
+            // is left is not known, so the view is read from the disk again.
+            Err(uv_installer::UninstallError::Uninstall(
                 uv_install_wheel::Error::MissingRecord(_)
                 | uv_install_wheel::Error::MissingTopLevel(_),
-            )) => removed.push(install::installed_pair(&dist)),
+            )) => {
+                removed.push(install::installed_pair(&dist));
+                state.invalidate();
+            }
             Err(err) => {
                 state.apply_delta(&[], &removed);
                 return Err(FfiError::from_uv(ErrorKind::Install, &err));

@@ -49,14 +49,19 @@ pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result
     let mut removed: Vec<(String, String)> = Vec::new();
     if !args.dry_run && !targets.is_empty() {
         let layout = state.env.interpreter().layout();
+        let mut left_behind = false;
         let outcome: Result<()> = runtime.block_on(async {
             for dist in &targets {
                 match uv_installer::uninstall(dist, &layout).await {
-                    Ok(_)
-                    | Err(uv_installer::UninstallError::Uninstall(
+                    Ok(_) => removed.push(installed_pair(dist)),
+                    // Like uv: without a RECORD, files stay behind; the view is read again.
+                    Err(uv_installer::UninstallError::Uninstall(
                         uv_install_wheel::Error::MissingRecord(_)
                         | uv_install_wheel::Error::MissingTopLevel(_),
-                    )) => removed.push(installed_pair(dist)),
+                    )) => {
+                        removed.push(installed_pair(dist));
+                        left_behind = true;
+                    }
                     Err(err) => return Err(FfiError::from_uv(ErrorKind::Install, &err)),
                 }
             }
@@ -65,6 +70,9 @@ pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result
         // Whatever was removed is gone from disk, even if a later removal failed.
         removed.sort();
         state.apply_delta(&[], &removed);
+        if left_behind {
+            state.invalidate();
+        }
         outcome?;
     } else {
         removed = targets.iter().map(installed_pair).collect();
