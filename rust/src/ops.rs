@@ -59,7 +59,7 @@ pub struct ParseReply {
 
 /// Understand a command without running it: both parsers' answers and the route it would take.
 pub fn parse(request: ParseRequest) -> Result<ParseReply> {
-    let argv = words(request.command.as_deref(), request.argv)?;
+    let argv = words(request.command.as_deref(), request.argv.as_deref())?;
     let cwd = install::request_cwd(request.cwd.as_deref())?;
     let understanding = request::understand(&argv, &cwd);
     Ok(ParseReply {
@@ -69,10 +69,10 @@ pub fn parse(request: ParseRequest) -> Result<ParseReply> {
 }
 
 /// A request's words: from `argv` as given, or from `command` split by shell rules.
-fn words(command: Option<&str>, argv: Option<Vec<String>>) -> Result<Vec<String>> {
+fn words(command: Option<&str>, argv: Option<&[String]>) -> Result<Vec<String>> {
     match (command, argv) {
         (Some(line), None) => command::tokenize(line),
-        (None, Some(argv)) => Ok(argv),
+        (None, Some(argv)) => Ok(argv.to_vec()),
         _ => Err(FfiError::new(
             ErrorKind::InvalidJson,
             "Invalid request: give exactly one of `command` (a string) and `argv` (a list of strings)",
@@ -135,16 +135,17 @@ pub fn default_index_ttl_ms() -> u64 {
 
 pub fn run(request: RunRequest) -> Result<InstallReply> {
     let mut profile = Profile::start();
-    let argv = words(request.command.as_deref(), request.argv.clone())?;
+    let argv = words(request.command.as_deref(), request.argv.as_deref())?;
     let cwd = install::request_cwd(request.cwd.as_deref())?;
     let route = request::route(&argv, &cwd)?;
     profile.mark("parse");
     match route {
         Route::Warm(command) => {
-            match run_warm_with_retry(command, &argv, &request, &cwd, profile.clone()) {
+            match run_warm_with_retry(command, &argv, &request, &cwd, profile) {
+                // Rare (a project file as a requirement source): its timings start afresh.
                 Err(err) if err.kind == ErrorKind::DeferToUv => {
                     match request::route_to_uv(&argv, &cwd)? {
-                        Route::Uv(call) => run_uv(call, cwd, profile),
+                        Route::Uv(call) => run_uv(call, cwd, Profile::start()),
                         _ => Err(err),
                     }
                 }
@@ -168,13 +169,14 @@ fn run_warm_with_retry(
     cwd: &Path,
     profile: Profile,
 ) -> Result<InstallReply> {
-    match run_warm(command.clone(), argv, request, cwd, profile.clone()) {
+    // Nothing is cloned for the retry up front: this is the path of every warm call.
+    match run_warm(&command, argv, request, cwd, profile) {
         Err(err) if err.retry == Some("fresh_index") && request.retry_fresh_index => {
             let fresh = RunRequest {
                 fresh_index: true,
                 ..request.clone()
             };
-            let mut reply = run_warm(command, argv, &fresh, cwd, profile)?;
+            let mut reply = run_warm(&command, argv, &fresh, cwd, Profile::start())?;
             reply.index_retried = true;
             Ok(reply)
         }
@@ -184,13 +186,13 @@ fn run_warm_with_retry(
 
 /// A `pip install` / `pip uninstall` on the warm engine.
 fn run_warm(
-    command: Command,
+    command: &Command,
     argv: &[String],
     request: &RunRequest,
     cwd: &Path,
     mut profile: Profile,
 ) -> Result<InstallReply> {
-    let (args, uninstall) = match command {
+    let (args, uninstall): (&InstallArgs, bool) = match command {
         Command::PipInstall(args) => (args, false),
         Command::PipUninstall(args) => (args, true),
     };
@@ -208,7 +210,7 @@ fn run_warm(
         // An install that is already satisfied is answered here, without waking the engine thread.
         // The answer says whether the disk was checked, and the reply if nothing is to be done.
         let fast = with_engine_here(|engine| {
-            let key = environment_of(engine, &args, cwd)?;
+            let key = environment_of(engine, args, cwd)?;
             if key.is_one_off() {
                 return Ok((false, None));
             }
@@ -219,7 +221,7 @@ fn run_warm(
             let reply = install::already_satisfied(
                 state,
                 &key,
-                &args,
+                args,
                 &command_text,
                 cwd,
                 policy,
@@ -235,6 +237,8 @@ fn run_warm(
         }
     }
     let cwd = cwd.to_path_buf();
+    // The engine thread needs its own copy; the already-satisfied answer above did not.
+    let args = args.clone();
     let reply = with_engine(move |engine, runtime| {
         let key = environment_of(engine, &args, &cwd)?;
         profile.mark("environment");
