@@ -382,7 +382,8 @@ REFUSED = {
     "uvx": ["tool", "uvx", "--offline", "zeta"],
     "add": ["add", "--project", "{work}", "--offline", "alpha"],
     "publish": ["publish", "--dry-run", "--publish-url", "http://127.0.0.1:9/", "{work}/dist/*"],
-    "auth": ["auth", "dir"],
+    "auth login": ["auth", "login", "http://127.0.0.1:9/"],
+    "auth helper": ["auth", "helper", "--protocol", "bazel", "get"],
     "--directory": ["--directory", "{work}", "pip", "list"],
 }
 
@@ -407,6 +408,12 @@ def test_commands_that_would_change_the_host_are_refused(name, venv, tmp_path):
     assert host_state() == before
     assert folder_state(str(work)) == files_before
     assert venv.installed() == {}
+
+
+def test_auth_commands_that_neither_prompt_nor_read_stdin_run_as_uv_runs_them():
+    theirs = subprocess.run([UV, "auth", "dir"], capture_output=True, text=True, timeout=DEADLINE)
+    ours = uv_ffi.install(["auth", "dir"])
+    assert (ours.engine, ours.exit_code, ours.stdout) == ("uv", theirs.returncode, theirs.stdout)
 
 
 # ---------------------------------------------------------------------------------------------

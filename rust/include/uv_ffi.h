@@ -59,7 +59,7 @@ char *uv_ffi_parse(const char *request);
  * no uv configuration file applies and no UV_* variable it does not read is set; anything else
  * runs through uv's own command line in this process ("engine": "uv"), and --help/--version are
  * answered by uv's parser ("engine": "printed").  Commands that would change the host process
- * (run, tool run, add, publish, auth, --directory) are refused with kind invalid_command.
+ * (run, tool run, add, publish, auth login, auth helper, --directory) are refused with kind invalid_command.
  * command/argv: exactly one (see uv_ffi_parse).  cwd: the directory relative paths are resolved
  * against (the process's by default; commands run through uv's command line require the
  * process's own).  check: compare the environment's fingerprint with the disk before trusting

@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use serde::Serialize;
-use uv_cli::{Cli, Commands, PipCommand, PipNamespace, ProjectCommand, ToolCommand};
+use uv_cli::{AuthCommand, Cli, Commands, PipCommand, PipNamespace, ProjectCommand, ToolCommand};
 
 use crate::capture::Printed;
 use crate::command::{self, Command, InstallArgs};
@@ -529,7 +529,17 @@ fn refuse_in_a_host(cli: &Cli) -> Result<()> {
             _ => Ok(()),
         },
         Commands::Publish(_) => refuse("publish", "it may prompt for credentials on the terminal"),
-        Commands::Auth(_) => refuse("auth", "it may prompt for credentials on the terminal"),
+        Commands::Auth(auth) => match &auth.command {
+            AuthCommand::Login(_) => refuse(
+                "auth login",
+                "it may prompt for credentials on the terminal",
+            ),
+            AuthCommand::Helper(_) => refuse(
+                "auth helper",
+                "it talks to its caller over the process's standard input",
+            ),
+            _ => Ok(()),
+        },
         _ => Ok(()),
     }
 }
