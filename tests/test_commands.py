@@ -318,7 +318,11 @@ def pyvenv_cfg(root: str, paths: diffkit.Paths) -> Dict[str, str]:
     return {key.strip(): paths.text(value.strip()) for key, value in pairs}
 
 
-def test_venv_matches_uv_and_the_engine_installs_into_it(uv_binary, index, tmp_path):
+def test_venv_matches_uv_and_the_engine_installs_into_it(uv_binary, index, tmp_path, monkeypatch):
+    # uv prints an activation hint for the shell it detects: from SHELL, else from its parent
+    # process, which is this process for the uv binary but this process's parent in-process.
+    # Naming the shell makes both sides detect the same one.
+    monkeypatch.setenv("SHELL", "/bin/bash")
     roots = {side: str(tmp_path / side / "env") for side in ("engine", "uv")}
     paths = diffkit.Paths({root: "<ENV>" for root in roots.values()})
     words = {side: ["venv", root, "--python", sys.executable] for side, root in roots.items()}
