@@ -7,6 +7,7 @@ valgrind fails here (CI installs them), it is never skipped.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,9 @@ C_DIR = os.path.join(ROOT, "examples", "c")
 GO_DIR = os.path.join(ROOT, "examples", "go")
 
 SPEC_A, SPEC_B = "alpha==1.0", "alpha==1.1"
+#: The C program's plan step: PLAN_DISCARD is planned and dropped, PLAN_APPLY planned and applied.
+#: Neither is alpha nor depends on anything, so each plan holds exactly one entry.
+PLAN_DISCARD, PLAN_APPLY = "zeta==1.0", "delta==1.0"
 
 #: Every step both programs must report as "ok", in order (the C program also forks, see below).
 STEPS = [
@@ -92,8 +96,13 @@ def go_example(tmp_path_factory) -> str:
     return binary
 
 
-#: The C program's steps: a forked child starts an engine of its own, after the view step.
-C_STEPS = STEPS[:4] + ["fork"] + STEPS[4:]
+#: The C program's two-phase install plan steps, after every other step.
+PLAN_STEPS = ["plan to discard", "discard", "discard again", "plan to apply", "apply", "apply again"]
+
+#: The C program's steps: a forked child starts an engine of its own, after the view step (left
+#: out under valgrind); the plan steps come last.
+C_STEPS_NO_FORK = STEPS + PLAN_STEPS
+C_STEPS = STEPS[:4] + ["fork"] + STEPS[4:] + PLAN_STEPS
 
 
 def check_steps(stdout: str, expected: List[str] = STEPS) -> None:
@@ -112,6 +121,47 @@ def check_disk(venv) -> None:
     assert venv.metadata_version("alpha") == "1.1"
 
 
+def step_replies(stdout: str) -> dict:
+    """Step name -> the JSON reply the C program printed on that step's line."""
+    replies = {}
+    for line in stdout.splitlines():
+        m = re.match(r"^(?:ok  |FAIL) (.+?): (\{.*\})$", line)
+        if m:
+            replies[m.group(1)] = json.loads(m.group(2))
+    return replies
+
+
+def check_plan_steps(stdout: str) -> None:
+    """The replies of the plan steps, read as JSON (the program itself only matches substrings)."""
+    replies = step_replies(stdout)
+    for step, spec in (("plan to discard", PLAN_DISCARD), ("plan to apply", PLAN_APPLY)):
+        name, version = spec.split("==")
+        value = replies[step]["value"]
+        assert replies[step]["ok"] is True, stdout
+        assert isinstance(value["plan_id"], int), stdout
+        assert len(value["plan"]) == 1, stdout
+        assert value["plan"][0][:2] == [name, version], stdout
+        assert value["plan"][0][2] in ("remote", "cached"), stdout
+        assert value["installed"] == [] and value["removed"] == [], stdout
+    assert replies["plan to discard"]["value"]["plan_id"] != replies["plan to apply"]["value"]["plan_id"]
+    assert replies["discard"] == {"ok": True, "value": {"discarded": True}}, stdout
+    assert replies["discard again"] == {"ok": True, "value": {"discarded": False}}, stdout
+    applied = replies["apply"]["value"]
+    assert applied["installed"] == [PLAN_APPLY.split("==")] and applied["removed"] == [], stdout
+    assert applied["exit_code"] == 0 and applied["plan"] is None and applied["plan_id"] is None, stdout
+    assert replies["apply again"]["ok"] is False, stdout
+    assert replies["apply again"]["error"]["kind"] == "stale_plan", stdout
+
+
+def check_c_disk(venv) -> None:
+    """alpha as the Go program leaves it, the applied plan's package installed, the discarded
+    plan's package not."""
+    assert venv.dist_infos() == sorted(["alpha-1.1.dist-info", "%s-%s.dist-info" % tuple(PLAN_APPLY.split("=="))])
+    assert venv.metadata_version("alpha") == "1.1"
+    assert venv.metadata_version(PLAN_APPLY.split("==")[0]) == PLAN_APPLY.split("==")[1]
+    assert venv.metadata_version(PLAN_DISCARD.split("==")[0]) is None
+
+
 def run_example(argv: List[str], timeout: float = 300) -> subprocess.CompletedProcess:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, "exit %d\n--- stdout\n%s\n--- stderr\n%s" % (
@@ -120,10 +170,11 @@ def run_example(argv: List[str], timeout: float = 300) -> subprocess.CompletedPr
 
 
 def test_c_example(c_example, venv, index):
-    done = run_example([c_example, venv.python, index.url, SPEC_A, SPEC_B])
+    done = run_example([c_example, venv.python, index.url, SPEC_A, SPEC_B, PLAN_DISCARD, PLAN_APPLY])
     print(done.stdout)  # shown in CI's log (pytest -rP)
     check_steps(done.stdout, C_STEPS)
-    check_disk(venv)
+    check_plan_steps(done.stdout)
+    check_c_disk(venv)
 
 
 def test_go_example(go_example, venv, index):
@@ -159,14 +210,15 @@ def test_c_example_under_valgrind(c_example, venv, index, tmp_path):
         valgrind, "--leak-check=full", "--errors-for-leak-kinds=definite", "--error-exitcode=99",
         "--show-leak-kinds=definite", "--expensive-definedness-checks=yes",
         "--suppressions=" + os.path.join(C_DIR, "valgrind.supp"), "--num-callers=40", "--log-file=" + log,
-        c_example, venv.python, index.url, SPEC_A, SPEC_B,
+        c_example, venv.python, index.url, SPEC_A, SPEC_B, PLAN_DISCARD, PLAN_APPLY,
     ]
     env = dict(os.environ, UV_FFI_EXAMPLE_NO_FORK="1")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env)
     report = open(log, encoding="utf-8", errors="replace").read()
     assert done.returncode == 0, "exit %d (99: valgrind found errors)\n--- stdout\n%s\n--- valgrind\n%s" % (
         done.returncode, done.stdout, report)
-    check_steps(done.stdout)
+    check_steps(done.stdout, C_STEPS_NO_FORK)
+    check_plan_steps(done.stdout)
     # The summary, in CI's log (pytest -rP).
     print("\n".join(line for line in report.splitlines() if "SUMMARY" in line or "lost:" in line))
     assert re.search(r"ERROR SUMMARY: 0 errors from 0 contexts", report), report
@@ -176,4 +228,4 @@ def test_c_example_under_valgrind(c_example, venv, index, tmp_path):
     # With leaks of other kinds the LEAK SUMMARY is printed and must say 0 definitely lost;
     # without any, valgrind says every heap block was freed.
     assert re.search(r"definitely lost: 0 bytes in 0 blocks", report) or "All heap blocks were freed" in report, report
-    check_disk(venv)
+    check_c_disk(venv)

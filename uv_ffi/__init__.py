@@ -15,9 +15,9 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
-from . import _native, policy
+from . import _native, plans, policy, views
 from .errors import (
     CommandFailed,
     EnginePanic,
@@ -25,12 +25,25 @@ from .errors import (
     IndexUnavailable,
     InstallError,
     InvalidRequest,
+    PlanCallbackError,
     PythonNotFound,
     ResolutionError,
+    StalePlan,
     UvFfiError,
 )
 from .paths import include_dir, library_path
+from .plans import Plan, PlanEntry, get_install_plan, mark_plan_handled, set_plan_callback
 from .policy import get_policy, set_policy
+from .views import (
+    clear_registry_cache,
+    evict_bubble_cache,
+    evict_packages_from_bubble_cache,
+    get_counters,
+    get_site_packages_cache,
+    invalidate_site_packages_cache,
+    patch_bubble_site_packages_cache,
+    patch_site_packages_cache,
+)
 from .commands import (  # noqa: E402  (they call install(), defined below, lazily)
     CheckResult,
     Package,
@@ -49,6 +62,7 @@ UV_VERSION: str = _native.INFO["uv_version"]
 Pair = Tuple[str, str]
 
 __all__ = [
+    "__version__",
     "CheckResult",
     "CommandFailed",
     "EnginePanic",
@@ -57,16 +71,23 @@ __all__ = [
     "InstallError",
     "InvalidRequest",
     "Package",
+    "Plan",
+    "PlanCallbackError",
+    "PlanEntry",
     "PythonNotFound",
     "ResolutionError",
     "RunResult",
     "ShowRecord",
+    "StalePlan",
     "UvFfiError",
     "check",
     "clear_registry_cache",
+    "evict_bubble_cache",
+    "evict_packages_from_bubble_cache",
     "freeze",
     "freeze_pairs",
     "get_counters",
+    "get_install_plan",
     "get_policy",
     "get_site_packages_cache",
     "include_dir",
@@ -74,10 +95,13 @@ __all__ = [
     "invalidate_site_packages_cache",
     "library_path",
     "list_packages",
+    "mark_plan_handled",
     "parse_command",
+    "patch_bubble_site_packages_cache",
     "patch_site_packages_cache",
     "run",
     "run_capture",
+    "set_plan_callback",
     "set_policy",
     "show",
 ]
@@ -90,7 +114,9 @@ class RunResult:
     ``engine`` says who ran it: ``"warm"`` (the resident engine), ``"uv"`` (uv's own command line
     in this process) or ``"printed"`` (uv's parser answered, e.g. ``--help``). ``stdout`` and
     ``stderr`` hold what uv printed (the warm engine prints nothing). ``environment`` is the
-    prefix of the environment acted on, or None for commands that name none.
+    prefix of the environment acted on, or None for commands that name none. ``plan`` is the
+    call's install plan when a plan callback saw it (see :mod:`uv_ffi.plans`), and
+    ``taken_over`` is True when the callback took the plan over (nothing was changed).
     """
 
     installed: Tuple[Pair, ...]
@@ -104,6 +130,8 @@ class RunResult:
     engine: str = "warm"
     stdout: str = ""
     stderr: str = ""
+    plan: Optional[Plan] = None
+    taken_over: bool = False
 
     @classmethod
     def from_json(cls, value: dict) -> "RunResult":
@@ -119,6 +147,8 @@ class RunResult:
             engine=value["engine"],
             stdout=value["stdout"],
             stderr=value["stderr"],
+            plan=None if value["plan"] is None else Plan(PlanEntry(*e) for e in value["plan"]),
+            taken_over=value.get("taken_over", False),
         )
 
 
@@ -132,35 +162,49 @@ def _command_field(cmd: Command) -> str:
     return '"argv":%s' % json.dumps([os.fspath(word) for word in cmd])
 
 
-def _run_value(cmd: Command, mode: Optional[str], cwd: Optional[str]) -> dict:
-    """Run a command and return the reply's value, applying the policy (checks, retries)."""
+def _run_value(cmd: Command, mode: Optional[str], cwd: Optional[str], on_plan=None) -> dict:
+    """Run a command and return the reply's value, applying the policy (checks, retries) and
+    the plan callback, if any."""
     mode = policy.resolve(mode)
+    decide = plans.chosen(on_plan)
     # Built by hand: this is the hot path of every call, and the fields are fixed.
-    request = '{%s,"check":%s,"index_ttl_ms":%d%s' % (
+    request = '{%s,"check":%s,"index_ttl_ms":%d%s%s' % (
         _command_field(cmd),
         "true" if policy.check_before_use(mode) else "false",
         int(policy.get_index_ttl() * 1000),
         ',"cwd":%s' % json.dumps(os.fspath(cwd)) if cwd is not None else "",
+        ',"plan":true' if decide is not None else "",
     )
     value = _native.call_json("run", (request + "}").encode("utf-8"))
     if value["index_retried"]:
         # The engine retried with fresh index pages (a release published since they were kept).
         policy.bump("index_retries")
+    if value["plan"] is not None and decide is not None:
+        value = plans.settle(value, decide)
+    views.note_bubble(value["target"])
     if mode == policy.WATCH and value["environment"] is not None and value["target"] is None:
         policy.watch_environment(value["environment"])
     return value
 
 
-def install(cmd: Command, *, mode: Optional[str] = None, cwd: Optional[str] = None) -> RunResult:
+def install(
+    cmd: Command,
+    *,
+    mode: Optional[str] = None,
+    cwd: Optional[str] = None,
+    on_plan: Optional[Callable[[Plan], Any]] = None,
+) -> RunResult:
     """Run a uv command in-process (``"pip install ..."``, or a list of words); raise a
     :class:`UvFfiError` subclass on failure.
 
     ``pip install`` / ``pip uninstall`` run on the warm engine whenever it honours every option
     given; anything else runs through uv's own command line in this process, with the same
     result uv would give. ``mode`` overrides the coherency policy for this call (``trust``,
-    ``validate``, ``watch``).
+    ``validate``, ``watch``). ``on_plan(plan)`` sees a warm call's :class:`Plan` before anything
+    changes and returns True to take it over (for this call, instead of the callback set with
+    :func:`set_plan_callback`).
     """
-    return RunResult.from_json(_run_value(cmd, mode, cwd))
+    return RunResult.from_json(_run_value(cmd, mode, cwd, on_plan))
 
 
 def _echo(value: dict) -> None:
@@ -203,56 +247,3 @@ def parse_command(cmd: Command) -> dict:
     (see ``uv_ffi_parse`` in the header)."""
     key = "command" if isinstance(cmd, str) else "argv"
     return _native.call("parse", {key: cmd if isinstance(cmd, str) else list(cmd)})
-
-
-def _env_request(python: Optional[str], **extra) -> dict:
-    request = dict(extra)
-    if python is not None:
-        request["python"] = os.fspath(python)
-    return request
-
-
-def get_site_packages_cache(python: Optional[str] = None) -> List[Pair]:
-    """The engine's view of an environment as sorted ``(name, version)`` pairs.
-
-    Without ``python``: the environment of the last call (``[]`` before any call). Under the
-    ``validate`` and ``watch`` policies the view is checked against the disk first.
-    """
-    request = _env_request(python, check=policy.check_before_use(policy.get_policy()))
-    value = _native.call("view_get", request)
-    return [(n, v) for n, v in value["packages"]]
-
-
-def patch_site_packages_cache(
-    installed: Sequence[Sequence[str]],
-    removed: Sequence[Sequence[str]],
-    python: Optional[str] = None,
-) -> bool:
-    """Apply a known change to the view (removals first). ``True`` if a live view was patched."""
-    request = _env_request(
-        python,
-        installed=[[str(n), str(v)] for n, v in installed],
-        removed=[[str(n), str(v)] for n, v in removed],
-    )
-    return bool(_native.call("view_patch", request)["patched"])
-
-
-def invalidate_site_packages_cache(python: Optional[str] = None) -> None:
-    """Drop the view; the next call rescans the environment."""
-    _native.call("view_invalidate", _env_request(python))
-
-
-def clear_registry_cache() -> None:
-    """Make the next resolution revalidate every index page it reads."""
-    _native.call("index_clear", {})
-
-
-def get_counters(python: Optional[str] = None) -> Dict[str, int]:
-    """What the coherency policy did: the engine's counters for an environment (rescans,
-    checks, detected changes, patches, heals) plus the Python side's (index retries, watcher
-    patches)."""
-    value = _native.call("view_get", _env_request(python, check=False))
-    merged = dict(value["counters"])
-    merged.update({"index_" + k: v for k, v in value["index_counters"].items()})
-    merged.update(policy.counters)
-    return merged

@@ -90,6 +90,20 @@ class EnginePanic(UvFfiError):
     kind = "panic"
 
 
+class StalePlan(UvFfiError):
+    """A kept install plan is gone, or the environment changed after it was made; nothing was
+    changed."""
+
+    kind = "stale_plan"
+
+
+class PlanCallbackError(UvFfiError):
+    """A plan callback raised or returned something other than ``True``/``False``; nothing was
+    changed. The callback's own exception is the ``__cause__``."""
+
+    kind = "plan_callback"
+
+
 _BY_KIND: Dict[str, Type[UvFfiError]] = {
     "invalid_json": InvalidRequest,
     "invalid_command": InvalidRequest,
@@ -101,6 +115,7 @@ _BY_KIND: Dict[str, Type[UvFfiError]] = {
     "install": InstallError,
     "panic": EnginePanic,
     "failed": CommandFailed,
+    "stale_plan": StalePlan,
 }
 
 

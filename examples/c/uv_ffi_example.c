@@ -9,10 +9,13 @@
  *
  * Run:
  *
- *   ./uv_ffi_example /path/to/venv/bin/python http://127.0.0.1:8080/simple/ alpha==1.0 alpha==1.1
+ *   ./uv_ffi_example /path/to/venv/bin/python http://127.0.0.1:8080/simple/ alpha==1.0 alpha==1.1 \
+ *       [zeta==1.0 delta==1.0]
  *
  * The two specs must be NAME==VERSION with the same PEP 503-normalised NAME (lower case,
  * runs of "-_." written as "-"), so that the replies can be checked for the exact pairs.
+ * The optional last two (also NAME==VERSION, normalised, not installed yet, each with no
+ * dependency to install) are for step 8, which is left out without them.
  *
  * Steps, one line each ("ok" or "FAIL"); the exit status is the number of failed steps (capped
  * at 100), so 0 means every reply was the expected one:
@@ -30,6 +33,12 @@
  *      the same command with an N-byte buffer then fits
  *   7. omnipkg_uv_run_c with NULL arguments or a buffer below 64 bytes: -1 and nothing is run
  *      (the swap back to A that step 7 asks for must not happen: the caller checks the disk)
+ *   8. the two-phase install plan: uv_ffi_run with "plan": true for the first optional spec
+ *      answers a "plan" listing it ("remote" or "cached") and a "plan_id", and changes nothing;
+ *      uv_ffi_plan_discard drops it ({"discarded":true}, then false for the same id); the
+ *      second optional spec is planned the same way and uv_ffi_plan_apply installs it; applying
+ *      that id again is refused with kind "stale_plan". The caller checks the disk: the first
+ *      spec is not installed, the second is.
  * Every reply is released with uv_ffi_string_free.
  *
  * JSON is checked with strstr on the library's compact serde_json output ("ok":true with no
@@ -217,6 +226,122 @@ static void step_install(const char *step, const char *python, const char *index
     free(cmd);
 }
 
+/* {"plan_id": N} (caller frees). */
+static char *plan_id_request(long id) {
+    char text[64];
+    snprintf(text, sizeof text, "{\"plan_id\": %ld}", id);
+    return concat3(text, "", "");
+}
+
+/* "plan":[["name","version","action"]] exactly as the library writes a one-entry plan. */
+static char *plan_field(const char *name, const char *version, const char *action) {
+    char *entry = pair(name, version); /* ["name","version"] */
+    entry[strlen(entry) - 1] = '\0';  /* drop the closing ] */
+    char *quoted = concat3(",\"", action, "\"]]");
+    char *field = concat3("\"plan\":[", entry, quoted);
+    free(quoted);
+    free(entry);
+    return field;
+}
+
+/* The reply's non-null "plan_id", or -1. */
+static long plan_id_of(const char *reply) {
+    const char *at = reply ? strstr(reply, "\"plan_id\":") : NULL;
+    if (at == NULL) {
+        return -1;
+    }
+    at += strlen("\"plan_id\":");
+    char *end = NULL;
+    long id = strtol(at, &end, 10);
+    return end == at ? -1 : id;
+}
+
+/* 8a. uv_ffi_run with "plan": true for spec: a one-entry plan to fetch or link it, and a kept
+ * plan_id (returned, -1 on failure); nothing installed or removed yet. */
+static long step_plan(const char *step, const char *python, const char *index, const char *spec) {
+    char *name = NULL, *version = NULL;
+    if (!split_spec(spec, &name, &version)) {
+        report(0, step, "not NAME==VERSION");
+        return -1;
+    }
+    char *cmd = install_command(python, index, spec);
+    buf_t request = {0};
+    buf_puts(&request, "{\"command\": \"");
+    buf_put_json(&request, cmd);
+    buf_puts(&request, "\", \"plan\": true}");
+    char *reply = uv_ffi_run(request.data);
+    char *remote = plan_field(name, version, "remote");
+    char *cached = plan_field(name, version, "cached");
+    long id = plan_id_of(reply);
+    int ok = contains(reply, "\"ok\":true") && (contains(reply, remote) || contains(reply, cached)) &&
+             contains(reply, "\"installed\":[]") && contains(reply, "\"removed\":[]") && id >= 0;
+    report(ok, step, reply);
+    uv_ffi_string_free(reply);
+    free(cached);
+    free(remote);
+    free(request.data);
+    free(cmd);
+    free(version);
+    free(name);
+    return ok ? id : -1;
+}
+
+/* 8b. uv_ffi_plan_discard: "discarded" must be `expected` ("true" or "false"). */
+static void step_discard(const char *step, long id, const char *expected) {
+    char *request = plan_id_request(id);
+    char *reply = uv_ffi_plan_discard(request);
+    char *want = concat3("\"discarded\":", expected, "}");
+    report(contains(reply, "\"ok\":true") && contains(reply, want), step, reply);
+    uv_ffi_string_free(reply);
+    free(want);
+    free(request);
+}
+
+/* 8c. uv_ffi_plan_apply installs exactly spec, removes nothing, and answers no new plan. */
+static void step_apply(const char *step, long id, const char *spec) {
+    char *name = NULL, *version = NULL;
+    if (!split_spec(spec, &name, &version)) {
+        report(0, step, "not NAME==VERSION");
+        return;
+    }
+    char *request = plan_id_request(id);
+    char *reply = uv_ffi_plan_apply(request);
+    char *installed = pair_list(name, version);
+    char *want_installed = concat3("\"installed\":", installed, "");
+    int ok = contains(reply, "\"ok\":true") && contains(reply, want_installed) &&
+             contains(reply, "\"removed\":[]") && contains(reply, "\"exit_code\":0") &&
+             contains(reply, "\"plan\":null") && contains(reply, "\"plan_id\":null");
+    report(ok, step, reply);
+    uv_ffi_string_free(reply);
+    free(want_installed);
+    free(installed);
+    free(request);
+    free(version);
+    free(name);
+}
+
+/* 8d. uv_ffi_plan_apply with a used-up id: an error envelope of kind stale_plan. */
+static void step_stale(const char *step, long id) {
+    char *request = plan_id_request(id);
+    char *reply = uv_ffi_plan_apply(request);
+    report(contains(reply, "\"ok\":false") && contains(reply, "\"kind\":\"stale_plan\"") &&
+               !contains(reply, "\"ok\":true"),
+           step, reply);
+    uv_ffi_string_free(reply);
+    free(request);
+}
+
+/* 8. plan the first spec and discard it; plan the second and apply it, once only. */
+static void step_plans(const char *python, const char *index, const char *discard_spec,
+                       const char *apply_spec) {
+    long dropped = step_plan("plan to discard", python, index, discard_spec);
+    step_discard("discard", dropped, "true");
+    step_discard("discard again", dropped, "false");
+    long kept = step_plan("plan to apply", python, index, apply_spec);
+    step_apply("apply", kept, apply_spec);
+    step_stale("apply again", kept);
+}
+
 /* Send a request that must be refused with an error envelope of `kind`. */
 static void step_refused(const char *step, const char *request, const char *kind) {
     char *reply = uv_ffi_run(request);
@@ -231,8 +356,9 @@ static void step_refused(const char *step, const char *request, const char *kind
 #define SENTINEL 16
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s PYTHON INDEX_URL NAME==A NAME==B\n", argv[0]);
+    if (argc != 5 && argc != 7) {
+        fprintf(stderr, "usage: %s PYTHON INDEX_URL NAME==A NAME==B [PLAN==X APPLY==Y]\n",
+                argv[0]);
         return 100;
     }
     const char *python = argv[1], *index = argv[2], *spec_a = argv[3], *spec_b = argv[4];
@@ -399,6 +525,11 @@ int main(int argc, char **argv) {
         report(null_cmd == -1 && null_out == -1 && both_null == -1 && too_small == -1 && untouched,
                "omnipkg_uv_run_c invalid arguments", detail);
         free(cmd);
+    }
+
+    /* 8. the two-phase install plan */
+    if (argc == 7) {
+        step_plans(python, index, argv[5], argv[6]);
     }
 
     uv_ffi_string_free(NULL); /* allowed by the contract */

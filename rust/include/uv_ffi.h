@@ -20,7 +20,8 @@
  *       {"ok": false, "error": {"kind": str, "message": str, "hints": [str], "exit_code": int,
  *                             "retry"?: "fresh_index", "stdout"?: str, "stderr"?: str}}
  *     kind is one of: invalid_json, invalid_command, invalid_requirement, python_not_found,
- *     externally_managed, resolution, index, install, panic, failed, internal.
+ *     externally_managed, resolution, index, install, panic, failed, stale_plan, internal.
+ *     "stale_plan": uv_ffi_plan_apply found no such plan, or the environment changed since.
  *     "failed": a command run through uv's own command line ended with a non-zero exit code;
  *     message is what it printed to stderr, and stdout/stderr hold its whole output.
  *   - No panic crosses this boundary: a panic is caught and answered with kind "panic".
@@ -53,7 +54,7 @@ char *uv_ffi_parse(const char *request);
 
 /* Request {"command"?: str, "argv"?: [str], "cwd"?: str, "check"?: bool = true,
  *          "heal"?: bool = true, "fresh_index"?: bool = false, "index_ttl_ms"?: int = 600000,
- *          "retry_fresh_index"?: bool = true}.
+ *          "retry_fresh_index"?: bool = true, "plan"?: bool = false}.
  * Runs any uv command (an optional leading "uv", then what a user would type after it).
  * "pip install" and "pip uninstall" run on the warm engine when it honours every option given,
  * no uv configuration file applies and no UV_* variable it does not read is set; anything else
@@ -70,10 +71,23 @@ char *uv_ffi_parse(const char *request);
  * "retry": "fresh_index": the same call may succeed with fresh pages; unless retry_fresh_index is false the
  * engine retries such a call once itself, with fresh pages, and the reply says so in
  * "index_retried".
+ * plan: the install-plan hook, in two phases. A warm pip install / pip uninstall stops once it
+ * knows what it would do, changes nothing, and answers with "plan"; if the plan changes
+ * anything (and it is not a dry run) the engine keeps it and answers with "plan_id". Then
+ * uv_ffi_plan_apply carries out exactly that plan (its kept resolution: nothing is resolved
+ * again) or uv_ffi_plan_discard drops it. Commands run through uv's command line ignore
+ * "plan" (their reply has "plan": null).
  * Value {"exit_code": int, "installed": [[name, version]], "removed": [[name, version]],
  *        "error": "", "environment": str|null, "target": str|null, "satisfied": bool,
  *        "dry_run": bool, "timings_us": [[phase, int]], "engine": "warm"|"uv"|"printed",
- *        "stdout": str, "stderr": str, "index_retried": bool}.
+ *        "stdout": str, "stderr": str, "index_retried": bool,
+ *        "plan": [[name, version, action]]|null, "plan_id": int|null}.
+ * plan (only when asked): sorted by name; action is "cached" (a wheel in uv's cache will be
+ * linked), "remote" (will be downloaded or built; version is "" only here, for a URL),
+ * "reinstall" (an installed distribution will be replaced) or "extraneous" (an installed
+ * distribution will be removed: pip uninstall; pip install leaves unneeded distributions in
+ * place, so its plans have none). Empty when nothing would change.  plan_id: the kept plan, for
+ * uv_ffi_plan_apply / uv_ffi_plan_discard (the 16 newest undecided plans are kept).
  * Names are PEP 503-normalised and both lists are sorted; for commands run through uv's command
  * line they are the difference between the environment's view before and after.  environment:
  * the prefix acted on (null for commands that name none).  stdout/stderr: what uv printed (the
@@ -81,26 +95,48 @@ char *uv_ffi_parse(const char *request);
  * any other failure is an error envelope whose message is uv's own text. */
 char *uv_ffi_run(const char *request);
 
-/* Request {"python"?: str, "check"?: bool = false}.  Without python: the environment of the
- * last call.  Value {"environment": str|null, "packages": [[name, version]],
+/* Request {"plan_id": int}.  Carries out a plan kept by uv_ffi_run with "plan": true, if the
+ * distributions installed in its environment are still those it was planned against (else an
+ * error of kind stale_plan, and nothing changes).  The plan is used up either way.
+ * Value: as uv_ffi_run's, {"exit_code", "installed", "removed", "error", "environment",
+ * "target", "satisfied", "dry_run", "timings_us", "engine", "stdout", "stderr",
+ * "index_retried", "plan", "plan_id"}, with "plan" and "plan_id" null. */
+char *uv_ffi_plan_apply(const char *request);
+
+/* Request {"plan_id": int}.  Drops a kept plan (the host took it over, or decided against it).
+ * Value {"discarded": bool} (false: no such plan was waiting). */
+char *uv_ffi_plan_discard(const char *request);
+
+/* Request {"python"?: str, "target"?: str, "check"?: bool = false}.  Without python: the
+ * environment of the last call.  target: a --target folder ("bubble"): that folder's view, with
+ * the interpreter it was last used with (else the last call's).  Value {"environment": str|null,
+ * "target": str|null, "packages": [[name, version]],
  * "counters": {"rescans", "checks_clean", "checks_listed", "changes_detected", "patches",
  * "heals": int}, "index_counters": {"reused", "fresh", "dropped_after_failure", "expired": int}}. */
 char *uv_ffi_view_get(const char *request);
 
-/* Request {"python"?: str, "installed"?: [[name, version]], "removed"?: [[name, version]]}.
- * Removals are applied first.  The next check lists the folders to confirm the disk agrees,
+/* Request {"python"?: str, "target"?: str, "location"?: str, "installed"?: [[name, version]],
+ * "removed"?: [[name, version]]}.  The view patched: of the --target folder target, else of the
+ * environment (or --target folder) whose site-packages holds location (a .dist-info folder),
+ * else of python's environment, else of the last call's.  Removals are applied first.  The next check lists the folders to confirm the disk agrees,
  * so a wrong patch costs a rescan, never a wrong view (except under check=false).
  * Value {"patched": bool} (false: no live view, nothing done). */
 char *uv_ffi_view_patch(const char *request);
 
-/* Request {"python"?: str, "check"?: bool (ignored)}.  The next use rescans.
+/* Request {"python"?: str, "target"?: str, "check"?: bool (ignored)}.  The next use rescans.
  * Value {"invalidated": bool}. */
 char *uv_ffi_view_invalidate(const char *request);
 
-/* Request {"python"?: str, "check"?: bool (ignored)}.
+/* Request {"python"?: str, "target"?: str, "check"?: bool (ignored)}.
  * Value {"environment": str|null, "site_packages": [{"path": str,
  * "exists": bool, "dev": int, "ino": int, "mtime_ns": int, "ctime_ns": int}]}. */
 char *uv_ffi_view_fingerprint(const char *request);
+
+/* Request {"target"?: str}.  Forgets the views of one --target folder (with every interpreter
+ * it was used with), or of every --target folder when target is absent; environments keep
+ * theirs.  The engine keeps the views of the 64 --target folders used most recently.
+ * Value {"forgotten": int}. */
+char *uv_ffi_view_forget(const char *request);
 
 /* Request {}.  The next resolution revalidates every index page.  Value {"cleared": true}. */
 char *uv_ffi_index_clear(const char *request);

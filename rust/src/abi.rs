@@ -98,6 +98,36 @@ pub unsafe extern "C" fn uv_ffi_debug_panic(request: *const c_char) -> *mut c_ch
     unsafe { call(request, ops::debug_panic) }
 }
 
+/// Forget the views of `--target` folders. Request: `{"target"?: str}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_view_forget(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::view_forget) }
+}
+
+/// Carry out a plan kept by `uv_ffi_run` with `"plan": true`. Request: `{"plan_id": int}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_plan_apply(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::plan_apply) }
+}
+
+/// Drop a kept plan. Request: `{"plan_id": int}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_plan_discard(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::plan_discard) }
+}
+
 /// Free a string returned by any `uv_ffi_*` function. NULL is allowed.
 ///
 /// # Safety

@@ -74,7 +74,12 @@ pub struct Engine {
     pub refresh_index: bool,
     /// Environments by last use, most recent last.
     recent: std::collections::VecDeque<EnvKey>,
+    /// Install plans waiting for the host's decision (`plan.rs`).
+    pub plans: crate::plan::PendingPlans,
 }
+
+/// How many `--target` folders keep their views between calls.
+const KEEP_TARGETS: usize = 64;
 
 /// How many environments keep uv's site-packages snapshot between calls.
 const KEEP_SNAPSHOTS: usize = 4;
@@ -109,6 +114,7 @@ impl Engine {
             last_env: None,
             refresh_index: false,
             recent: std::collections::VecDeque::new(),
+            plans: Default::default(),
         })
     }
 
@@ -154,12 +160,69 @@ impl Engine {
             target: target.map(|t| absolute(cwd, t)),
             prefix: prefix.map(|p| absolute(cwd, p)),
         };
+        if let Some(target) = &key.target
+            && !target.is_dir()
+        {
+            // A `--target` folder removed since it was last used is laid out afresh.
+            self.envs.remove(&key);
+        }
         if !self.envs.contains_key(&key) {
             let env = with_layout(base, &key)?;
             self.envs.insert(key.clone(), EnvState::new(env)?);
+            if key.target.is_some() {
+                self.forget_old_targets();
+            }
         }
         self.touch(&key);
         Ok(key)
+    }
+
+    /// Keep the views of the `--target` folders used most recently, up to [`KEEP_TARGETS`].
+    fn forget_old_targets(&mut self) {
+        let targets = self.envs.keys().filter(|k| k.target.is_some()).count();
+        if targets <= KEEP_TARGETS {
+            return;
+        }
+        let recent: Vec<EnvKey> = self
+            .recent
+            .iter()
+            .rev()
+            .take(KEEP_TARGETS)
+            .cloned()
+            .collect();
+        self.envs
+            .retain(|key, _| key.target.is_none() || recent.contains(key));
+    }
+
+    /// The views of one `--target` folder (as given, or the same folder reached another way),
+    /// or of every `--target` folder when `target` is `None`.
+    pub fn target_keys(&self, target: Option<&Path>) -> Vec<EnvKey> {
+        let resolved = target.map(|t| std::fs::canonicalize(t).unwrap_or_else(|_| t.to_path_buf()));
+        let same = |kept: &Path| match (target, &resolved) {
+            (None, _) => true,
+            (Some(given), Some(resolved)) => {
+                kept == given || std::fs::canonicalize(kept).is_ok_and(|k| &k == resolved)
+            }
+            (Some(given), None) => kept == given,
+        };
+        // Most recently used first.
+        let mut keys: Vec<EnvKey> = self
+            .envs
+            .keys()
+            .filter(|key| key.target.as_deref().is_some_and(same))
+            .cloned()
+            .collect();
+        keys.sort_by_key(|key| std::cmp::Reverse(self.recent.iter().position(|k| k == key)));
+        keys
+    }
+
+    /// Forget the views of one `--target` folder, or of all of them; returns how many.
+    pub fn forget_targets(&mut self, target: Option<&Path>) -> usize {
+        let keys = self.target_keys(target);
+        for key in &keys {
+            self.envs.remove(key);
+        }
+        keys.len()
     }
 
     fn find_python(
@@ -247,23 +310,53 @@ impl Engine {
         self.pythons.retain(|_, (env, _)| env.root() != root);
     }
 
-    /// The environment a view call acts on: the one named, or the last one used.
+    /// The environment a view call acts on: the one named (an interpreter, a `--target` folder,
+    /// or both), or the last one used. A `--target` folder named alone is looked at with the
+    /// interpreter it was last used with, else that of the last environment used.
     pub fn env_for_view(
         &mut self,
         python: Option<&str>,
         target: Option<&str>,
     ) -> Result<Option<EnvKey>> {
-        match python {
-            Some(_) => {
-                let cwd = current_dir()?;
-                self.environment(python, false, target, None, &cwd)
+        let cwd = current_dir()?;
+        match (python, target) {
+            (Some(_), _) => self
+                .environment(python, false, target, None, &cwd)
+                .map(Some),
+            (None, Some(folder)) => {
+                let given = absolute(&cwd, folder);
+                if let Some(key) = self.target_keys(Some(&given)).into_iter().next() {
+                    self.touch(&key);
+                    return Ok(Some(key));
+                }
+                let python = self
+                    .last_env
+                    .as_ref()
+                    .map(|key| key.root.to_string_lossy().into_owned());
+                self.environment(python.as_deref(), false, target, None, &cwd)
                     .map(Some)
             }
-            None => Ok(self
+            (None, None) => Ok(self
                 .last_env
                 .clone()
                 .filter(|key| self.envs.contains_key(key))),
         }
+    }
+
+    /// The environment whose site-packages folder (or `--target` folder) holds `folder`.
+    pub fn env_holding(&self, folder: &Path) -> Option<EnvKey> {
+        let resolved = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
+        let holds =
+            |dir: &Path| dir == folder || std::fs::canonicalize(dir).is_ok_and(|d| d == resolved);
+        let mut keys: Vec<&EnvKey> = self
+            .envs
+            .iter()
+            .filter(|(_, state)| state.site_dirs().iter().any(|d| holds(d)))
+            .map(|(key, _)| key)
+            .collect();
+        // The most recently used, when several views share the folder.
+        keys.sort_by_key(|key| std::cmp::Reverse(self.recent.iter().position(|k| k == *key)));
+        keys.first().map(|key| (*key).clone())
     }
 
     /// Work done while no caller is waiting: rebuild the snapshot of the last environment used.

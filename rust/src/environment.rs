@@ -362,6 +362,14 @@ fn view_of<'a>(
     view
 }
 
+/// What is installed in some folders, as [`list_entries`] reads it.
+pub type Listing = (BTreeMap<String, String>, Vec<String>);
+
+/// The distributions installed in the given folders, read from the disk now.
+pub fn installed_on_disk(dirs: &[PathBuf]) -> Listing {
+    list_entries(dirs)
+}
+
 /// The distribution metadata entries in the given folders: `.dist-info` folders as normalised
 /// name -> version, and every other metadata entry (egg-info, egg-link, unparseable or
 /// duplicated names) by its raw name, sorted.

@@ -30,6 +30,8 @@ pub enum ErrorKind {
     /// A command run through uv's own command line reported a failure; the message is what it
     /// printed to stderr, and the error carries `stdout`/`stderr` too.
     Failed,
+    /// A plan kept for `uv_ffi_plan_apply` is gone, or the environment changed since it was made.
+    StalePlan,
     /// Internal signal, never sent to a caller: the warm engine cannot honour this request after
     /// all, and uv's own command line runs it instead.
     DeferToUv,

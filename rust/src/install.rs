@@ -19,6 +19,7 @@ use crate::engine::{EnvKey, Shared};
 use crate::environment::EnvState;
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::index::{IndexPages, KeptIndexes};
+use crate::plan::{KeptResolution, PlanEntry, PlanStep};
 use crate::profile::Profile;
 use crate::stages;
 
@@ -53,6 +54,10 @@ pub struct InstallReply {
     /// True when the call failed on index pages kept from earlier calls and succeeded when
     /// retried with fresh ones.
     pub index_retried: bool,
+    /// For a warm call asked with `"plan": true`: what it would do (empty when nothing).
+    pub plan: Option<Vec<PlanEntry>>,
+    /// Set when the call stopped at its plan and kept it for `uv_ffi_plan_apply`.
+    pub plan_id: Option<u64>,
 }
 
 impl InstallReply {
@@ -79,6 +84,8 @@ impl InstallReply {
             stdout: String::new(),
             stderr: String::new(),
             index_retried: false,
+            plan: None,
+            plan_id: None,
         }
     }
 
@@ -98,6 +105,8 @@ impl InstallReply {
             stdout: printed.stdout,
             stderr: printed.stderr,
             index_retried: false,
+            plan: None,
+            plan_id: None,
         }
     }
 }
@@ -128,14 +137,17 @@ pub struct Call<'a> {
     pub command: &'a str,
     pub cwd: &'a Path,
     pub policy: CallPolicy,
+    /// Apply as uv does, stop at the plan, or apply a plan kept earlier.
+    pub step: PlanStep<'a>,
 }
 
+/// Run one install; also returns the resolution when the call stopped at its plan.
 pub fn run(
     call: Call<'_>,
     indexes: &mut KeptIndexes,
     state: &mut EnvState,
     mut profile: Profile,
-) -> Result<InstallReply> {
+) -> Result<(InstallReply, Option<KeptResolution>)> {
     let Call {
         key,
         runtime,
@@ -146,7 +158,7 @@ pub fn run(
         ..
     } = call;
     if let Some(reply) = already_satisfied(state, key, args, command, cwd, policy, &mut profile) {
-        return Ok(reply);
+        return Ok((reply, None));
     }
     let memo = memo_key(args, command, cwd);
     let outcome = runtime.block_on(install(call, indexes, state, memo.clone(), &mut profile));
@@ -162,8 +174,12 @@ pub fn run(
         installed,
         removed,
         satisfied,
+        plan,
+        kept,
     } = outcome?;
-    Ok(reply(key, args, installed, removed, satisfied, profile))
+    let mut reply = reply(key, args, installed, removed, satisfied, profile);
+    reply.plan = plan;
+    Ok((reply, kept))
 }
 
 /// The fast answer, on the caller's thread: the same request was already found satisfied and
@@ -226,6 +242,10 @@ struct Changes {
     installed: Vec<(String, String)>,
     removed: Vec<(String, String)>,
     satisfied: bool,
+    /// The plan, when the call reports it.
+    plan: Option<Vec<PlanEntry>>,
+    /// The resolution behind a plan the call stopped at.
+    kept: Option<KeptResolution>,
 }
 
 impl Changes {
@@ -234,6 +254,8 @@ impl Changes {
             installed: Vec::new(),
             removed: Vec::new(),
             satisfied,
+            plan: None,
+            kept: None,
         }
     }
 }
@@ -253,8 +275,12 @@ async fn install(
     }
     // The environment's lock (uv's, shared with its CLI), held for the rest of the call as uv
     // holds it: from before the environment is read until its files have changed.
+    // A call that only reports its plan changes nothing, so it leaves no lock file behind.
     let env = state.env.clone();
-    let _lock = env.lock().await.ok();
+    let _lock = match call.step {
+        PlanStep::Report => None,
+        PlanStep::Apply | PlanStep::Execute(_) => env.lock().await.ok(),
+    };
     profile.mark("lock");
     let settings = stages::Settings::new(call, &spec, state)?;
     profile.mark("settings");
@@ -306,21 +332,41 @@ async fn resolve_and_apply(
     let site = state.site_packages()?.clone();
     let build = stages::BuildInputs::default();
     let context = stages::Context::new(call, settings, pages, env.interpreter(), &tags, &build);
-    let (resolution, hasher) = stages::resolve(&context, spec, &markers, &site).await?;
+    let (resolution, hasher) = match call.step {
+        PlanStep::Execute(kept) => (kept.resolution.clone(), kept.hasher.clone()),
+        PlanStep::Apply | PlanStep::Report => {
+            stages::resolve(&context, spec, &markers, &site).await?
+        }
+    };
     profile.mark("resolve");
     let plan = stages::plan(&context, &resolution, &hasher, site, state)?;
     profile.mark("plan");
+    let entries =
+        matches!(call.step, PlanStep::Report).then(|| crate::plan::install_entries(&plan));
     if call.args.dry_run {
         let (installed, removed) = stages::dry_run_changes(&plan);
         return Ok(Changes {
             installed,
             removed,
             satisfied: false,
+            plan: entries,
+            kept: None,
         });
     }
     if stages::is_empty(&plan) {
         remember(state, memo);
-        return Ok(Changes::none(true));
+        return Ok(Changes {
+            plan: entries,
+            ..Changes::none(true)
+        });
+    }
+    if entries.is_some() {
+        // The host decides; nothing on disk changes in this call.
+        return Ok(Changes {
+            plan: entries,
+            kept: Some(KeptResolution { resolution, hasher }),
+            ..Changes::none(false)
+        });
     }
     let (installed, removed) =
         stages::apply(&context, plan, &resolution, &hasher, state, profile).await?;
@@ -329,6 +375,8 @@ async fn resolve_and_apply(
         installed,
         removed,
         satisfied: false,
+        plan: None,
+        kept: None,
     })
 }
 

@@ -16,6 +16,7 @@ mod install;
 mod logging;
 mod network;
 mod ops;
+mod plan;
 mod profile;
 mod request;
 mod stages;

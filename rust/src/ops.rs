@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{self, Command, InstallArgs};
 use crate::engine::{Engine, EnvKey, with_engine, with_engine_here, with_engine_stopped};
+use crate::environment;
 use crate::environment::{DirStamp, ViewCounters};
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::fallback;
 use crate::index::IndexCounters;
 use crate::install::{self, CallPolicy, InstallReply};
+use crate::plan::{self, KeptResolution, PendingPlan, PlanRequest, PlanStep};
 use crate::profile::Profile;
 use crate::request::{self, Route, UvCall};
 
@@ -110,6 +112,9 @@ pub struct RunRequest {
     /// Retry once with fresh index pages when a call that used kept pages fails.
     #[serde(default = "yes")]
     pub retry_fresh_index: bool,
+    /// Stop a warm install or uninstall at its plan, report it and keep it (see `plan.rs`).
+    #[serde(default)]
+    pub plan: bool,
 }
 
 impl RunRequest {
@@ -124,6 +129,7 @@ impl RunRequest {
             fresh_index: false,
             index_ttl_ms: default_index_ttl_ms(),
             retry_fresh_index: true,
+            plan: false,
         }
     }
 }
@@ -190,7 +196,7 @@ fn run_warm(
     argv: &[String],
     request: &RunRequest,
     cwd: &Path,
-    mut profile: Profile,
+    profile: Profile,
 ) -> Result<InstallReply> {
     let (args, uninstall): (&InstallArgs, bool) = match command {
         Command::PipInstall(args) => (args, false),
@@ -239,40 +245,191 @@ fn run_warm(
     let cwd = cwd.to_path_buf();
     // The engine thread needs its own copy; the already-satisfied answer above did not.
     let args = args.clone();
+    // Only a call that may stop at its plan keeps the words to apply it later.
+    let pending = request
+        .plan
+        .then(|| (command.clone(), argv.to_vec(), request.clone()));
     let reply = with_engine(move |engine, runtime| {
-        let key = environment_of(engine, &args, &cwd)?;
-        profile.mark("environment");
-        if !key.is_one_off() {
-            engine.last_env = Some(key.clone());
-        }
-        policy.refresh_index = std::mem::take(&mut engine.refresh_index);
-        let shared = engine.shared_for(&args, runtime)?;
-        profile.mark("client");
-        let (indexes, state) = engine.parts(&key);
-        let call = install::Call {
-            shared: &shared,
-            key: &key,
-            runtime,
+        let call = WarmCall {
             args: &args,
+            uninstall,
             command: &command_text,
             cwd: &cwd,
             policy,
         };
-        let reply = if uninstall {
-            crate::uninstall::run(call, state, profile)
+        let step = if pending.is_some() {
+            PlanStep::Report
         } else {
-            install::run(call, indexes, state, profile)
+            PlanStep::Apply
         };
-        if key.is_one_off() {
-            // A `--target` or `--prefix` folder is usually a one-off; do not keep its state.
-            engine.envs.remove(&key);
+        let (key, mut reply, kept) = warm_on_engine(engine, runtime, call, profile, step)?;
+        if let Some((command, argv, request)) = pending {
+            keep_plan(
+                engine,
+                &key,
+                &mut reply,
+                kept,
+                command,
+                argv,
+                request,
+                cwd.clone(),
+            );
         }
-        reply
+        Ok(reply)
     })?;
     if verbose {
         crate::logging::print_changes(&reply.installed, &reply.removed);
     }
     Ok(reply)
+}
+
+/// What a warm call is about, for the part that runs on the engine thread.
+#[derive(Clone, Copy)]
+struct WarmCall<'a> {
+    args: &'a InstallArgs,
+    uninstall: bool,
+    /// The request's identity for the "already satisfied" memo.
+    command: &'a str,
+    cwd: &'a Path,
+    policy: CallPolicy,
+}
+
+/// The warm install or uninstall on the engine thread. Returns the environment acted on, the
+/// reply, and the resolution behind a plan the call stopped at.
+fn warm_on_engine(
+    engine: &mut Engine,
+    runtime: &tokio::runtime::Runtime,
+    call: WarmCall<'_>,
+    mut profile: Profile,
+    step: PlanStep<'_>,
+) -> Result<(EnvKey, InstallReply, Option<KeptResolution>)> {
+    let WarmCall { args, cwd, .. } = call;
+    let mut policy = call.policy;
+    let key = environment_of(engine, args, cwd)?;
+    profile.mark("environment");
+    if !key.is_one_off() {
+        engine.last_env = Some(key.clone());
+    }
+    policy.refresh_index = std::mem::take(&mut engine.refresh_index);
+    let shared = engine.shared_for(args, runtime)?;
+    profile.mark("client");
+    let (indexes, state) = engine.parts(&key);
+    if let PlanStep::Execute(_) = step {
+        // A plan kept for `plan_apply` holds only while the installed distributions do.
+        state.check();
+    }
+    let install_call = install::Call {
+        shared: &shared,
+        key: &key,
+        runtime,
+        args,
+        command: call.command,
+        cwd,
+        policy,
+        step,
+    };
+    let (reply, kept) = if call.uninstall {
+        (crate::uninstall::run(install_call, state, profile)?, None)
+    } else {
+        install::run(install_call, indexes, state, profile)?
+    };
+    Ok((key, reply, kept))
+}
+
+/// After a call asked for its plan: keep a plan that changes something, and say so in the reply.
+#[allow(clippy::too_many_arguments)]
+fn keep_plan(
+    engine: &mut Engine,
+    key: &EnvKey,
+    reply: &mut InstallReply,
+    kept: Option<KeptResolution>,
+    command: Command,
+    argv: Vec<String>,
+    request: RunRequest,
+    cwd: PathBuf,
+) {
+    let plan = reply.plan.get_or_insert_with(Vec::new);
+    if plan.is_empty() || reply.dry_run {
+        return;
+    }
+    let Some(state) = engine.environment_again(key) else {
+        return;
+    };
+    let listing = environment::installed_on_disk(&state.site_dirs());
+    let pending = PendingPlan {
+        command,
+        argv,
+        request: RunRequest {
+            plan: false,
+            ..request
+        },
+        cwd,
+        key: key.clone(),
+        kept,
+        listing,
+    };
+    reply.plan_id = Some(engine.plans.keep(pending));
+}
+
+/// Carry out a plan kept by an earlier call: exactly its resolution, and only if the installed
+/// distributions are still the ones it was made against.
+pub fn plan_apply(request: PlanRequest) -> Result<InstallReply> {
+    with_engine(move |engine, runtime| {
+        let pending = engine.plans.take(request.plan_id)?;
+        let PendingPlan {
+            command,
+            argv,
+            request,
+            cwd,
+            key,
+            kept,
+            listing,
+        } = pending;
+        let on_disk = engine
+            .environment_again(&key)
+            .map(|state| environment::installed_on_disk(&state.site_dirs()));
+        if on_disk.as_ref() != Some(&listing) {
+            return Err(plan::changed_since(&key));
+        }
+        let (args, uninstall) = match &command {
+            Command::PipInstall(args) => (args, false),
+            Command::PipUninstall(args) => (args, true),
+        };
+        let call = WarmCall {
+            args,
+            uninstall,
+            command: &argv.join("\0"),
+            cwd: &cwd,
+            policy: CallPolicy {
+                check: request.check,
+                heal: false,
+                refresh_index: false,
+                fresh_index: false,
+                index_ttl: std::time::Duration::from_millis(request.index_ttl_ms),
+            },
+        };
+        let step = match &kept {
+            Some(kept) => PlanStep::Execute(kept),
+            None => PlanStep::Apply,
+        };
+        let (_, reply, _) = warm_on_engine(engine, runtime, call, Profile::start(), step)?;
+        Ok(reply)
+    })
+}
+
+#[derive(Serialize)]
+pub struct DiscardReply {
+    /// False when no such plan was waiting.
+    pub discarded: bool,
+}
+
+/// Drop a kept plan: the host took it over, or decided against it.
+pub fn plan_discard(request: PlanRequest) -> Result<DiscardReply> {
+    with_engine_here(move |engine| {
+        Ok(DiscardReply {
+            discarded: engine.plans.take(request.plan_id).is_ok(),
+        })
+    })
 }
 
 /// Any other command, through uv's own command line in this process.
@@ -309,6 +466,8 @@ fn run_uv(call: UvCall, cwd: PathBuf, mut profile: Profile) -> Result<InstallRep
         stdout: printed.stdout,
         stderr: printed.stderr,
         index_retried: false,
+        plan: None,
+        plan_id: None,
     })
 }
 
@@ -329,6 +488,9 @@ pub struct EnvRequest {
     /// The interpreter whose environment to use; the last one used when absent.
     #[serde(default)]
     pub python: Option<String>,
+    /// A `--target` folder: the view of that folder instead of the environment's.
+    #[serde(default)]
+    pub target: Option<String>,
     /// For `view_get`: compare the fingerprint with the disk first (the `validate` policy).
     #[serde(default)]
     pub check: bool,
@@ -338,6 +500,8 @@ pub struct EnvRequest {
 pub struct ViewReply {
     /// The environment's prefix, or null when no environment was named or used yet.
     pub environment: Option<PathBuf>,
+    /// The `--target` folder whose view this is, if any.
+    pub target: Option<PathBuf>,
     pub packages: Vec<(String, String)>,
     pub counters: ViewCounters,
     pub index_counters: IndexCounters,
@@ -345,9 +509,12 @@ pub struct ViewReply {
 
 pub fn view_get(request: EnvRequest) -> Result<ViewReply> {
     with_engine_here(move |engine| {
-        let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
+        let Some(key) =
+            engine.env_for_view(request.python.as_deref(), request.target.as_deref())?
+        else {
             return Ok(ViewReply {
                 environment: None,
+                target: None,
                 packages: Vec::new(),
                 counters: ViewCounters::default(),
                 index_counters: engine.indexes.counters.clone(),
@@ -360,6 +527,7 @@ pub fn view_get(request: EnvRequest) -> Result<ViewReply> {
         let packages = state.view()?;
         Ok(ViewReply {
             environment: Some(key.root.clone()),
+            target: key.target.clone(),
             packages,
             counters: state.counters.clone(),
             index_counters: indexes.counters.clone(),
@@ -372,6 +540,13 @@ pub fn view_get(request: EnvRequest) -> Result<ViewReply> {
 pub struct PatchRequest {
     #[serde(default)]
     pub python: Option<String>,
+    /// A `--target` folder: patch that folder's view.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// A `.dist-info` folder: patch the view of the environment (or `--target` folder) that
+    /// holds it.
+    #[serde(default)]
+    pub location: Option<String>,
     #[serde(default)]
     pub installed: Vec<(String, String)>,
     #[serde(default)]
@@ -388,7 +563,16 @@ pub fn view_patch(request: PatchRequest) -> Result<PatchReply> {
     let installed = normalise_pairs(&request.installed)?;
     let removed = normalise_pairs(&request.removed)?;
     with_engine_here(move |engine| {
-        let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
+        let key = match &request.location {
+            Some(location) => {
+                let location = PathBuf::from(location);
+                location
+                    .parent()
+                    .and_then(|folder| engine.env_holding(folder))
+            }
+            None => engine.env_for_view(request.python.as_deref(), request.target.as_deref())?,
+        };
+        let Some(key) = key else {
             return Ok(PatchReply { patched: false });
         };
         let (_, state) = engine.parts(&key);
@@ -431,12 +615,39 @@ pub struct InvalidateReply {
 
 pub fn view_invalidate(request: EnvRequest) -> Result<InvalidateReply> {
     with_engine_here(move |engine| {
-        let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
+        let Some(key) =
+            engine.env_for_view(request.python.as_deref(), request.target.as_deref())?
+        else {
             return Ok(InvalidateReply { invalidated: false });
         };
         engine.parts(&key).1.invalidate();
         engine.forget_python(&key.root);
         Ok(InvalidateReply { invalidated: true })
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetRequest {
+    /// One `--target` folder; every one when absent.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ForgetReply {
+    /// How many views were forgotten (one per interpreter the folder was used with).
+    pub forgotten: usize,
+}
+
+/// Forget the views of `--target` folders (the environments' own views stay).
+pub fn view_forget(request: ForgetRequest) -> Result<ForgetReply> {
+    let cwd = crate::engine::current_dir()?;
+    let folder = request.target.map(|t| cwd.join(t));
+    with_engine_here(move |engine| {
+        Ok(ForgetReply {
+            forgotten: engine.forget_targets(folder.as_deref()),
+        })
     })
 }
 
@@ -448,7 +659,9 @@ pub struct FingerprintReply {
 
 pub fn view_fingerprint(request: EnvRequest) -> Result<FingerprintReply> {
     with_engine_here(move |engine| {
-        let Some(key) = engine.env_for_view(request.python.as_deref(), None)? else {
+        let Some(key) =
+            engine.env_for_view(request.python.as_deref(), request.target.as_deref())?
+        else {
             return Ok(FingerprintReply {
                 environment: None,
                 site_packages: Vec::new(),

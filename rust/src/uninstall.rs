@@ -16,6 +16,7 @@ use crate::install::{
     Call, InstallReply, check_externally_managed, file_sources, installed_pair, parse_argument,
     read_specification,
 };
+use crate::plan::{PlanStep, removal_entries};
 use crate::profile::Profile;
 
 pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result<InstallReply> {
@@ -38,8 +39,12 @@ pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result
         check_externally_managed(&state.env)?;
     }
     // uv's environment lock, held from before the environment is read until files are gone.
+    // A call that only reports its plan changes nothing, so it leaves no lock file behind.
     let env = state.env.clone();
-    let _lock = runtime.block_on(env.lock()).ok();
+    let reporting = matches!(call.step, PlanStep::Report);
+    let _lock = (!reporting)
+        .then(|| runtime.block_on(env.lock()).ok())
+        .flatten();
     let site = state.site_packages()?;
     let mut targets: Vec<InstalledDist> = Vec::new();
     for name in &names {
@@ -47,7 +52,7 @@ pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result
     }
     profile.mark("site-packages");
     let mut removed: Vec<(String, String)> = Vec::new();
-    if !args.dry_run && !targets.is_empty() {
+    if !args.dry_run && !reporting && !targets.is_empty() {
         let layout = state.env.interpreter().layout();
         let mut left_behind = false;
         let outcome: Result<()> = runtime.block_on(async {
@@ -79,6 +84,13 @@ pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result
         removed.sort();
     }
     profile.mark("uninstall");
+    if reporting {
+        // The host decides; nothing was removed.
+        let mut reply =
+            InstallReply::warm(key, Vec::new(), Vec::new(), false, args.dry_run, profile);
+        reply.plan = Some(removal_entries(&removed));
+        return Ok(reply);
+    }
     Ok(InstallReply::warm(
         key,
         Vec::new(),
