@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 
 use tokio::runtime::Runtime;
 use uv_cache::Cache;
-use uv_client::{BaseClient, BaseClientBuilder, Certificates};
+use uv_client::{BaseClient, BaseClientBuilder};
 use uv_configuration::Concurrency;
 use uv_python::{
     EnvironmentPreference, Prefix, PythonEnvironment, PythonPreference, PythonRequest, Target,
@@ -24,7 +24,7 @@ use crate::environment::{DirStamp, EnvState};
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::guard::panic_error;
 use crate::index::KeptIndexes;
-use crate::network::NetworkKey;
+use crate::network::{self, NetworkKey, WarmClient};
 
 /// Where an environment lives: its prefix, and the `--target` folder if any.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -59,8 +59,8 @@ pub struct Engine {
     default_cache: Cache,
     /// Caches by folder (`--cache-dir`, `UV_CACHE_DIR`), each holding uv's shared lock.
     caches: HashMap<PathBuf, Cache>,
-    /// Warm HTTP clients, one per network configuration, with the certificates they trust.
-    clients: HashMap<NetworkKey, (BaseClient, Option<Certificates>)>,
+    /// Warm HTTP clients, one per network configuration (`network.rs`).
+    clients: HashMap<NetworkKey, WarmClient>,
     concurrency: Concurrency,
     pool: std::sync::Arc<rayon::ThreadPool>,
     /// Index pages kept between calls, per interpreter and index configuration.
@@ -134,8 +134,15 @@ impl Engine {
             let client = key.client(worker_threads())?;
             self.clients.insert(key.clone(), client);
         }
-        let (base_client, certificates) = self.clients[&key].clone();
-        let client_builder = key.builder(worker_threads(), certificates)?;
+        let warm = &self.clients[&key];
+        let client_builder = if network::may_carry_credentials(args) {
+            // Credentials one call learns must not serve a later call, as with a new `uv`
+            // process: such a call gets a builder (and credential store) of its own.
+            key.builder(worker_threads(), warm.certificates.clone())?
+        } else {
+            warm.builder.clone()
+        };
+        let base_client = warm.client.clone();
         Ok(Shared {
             cache,
             client_builder,

@@ -279,7 +279,7 @@ async fn install(
     let env = state.env.clone();
     let _lock = match call.step {
         PlanStep::Report => None,
-        PlanStep::Apply | PlanStep::Execute(_) => env.lock().await.ok(),
+        PlanStep::Apply | PlanStep::Execute(_) => lock_environment(call.key, &env).await,
     };
     profile.mark("lock");
     let settings = stages::Settings::new(call, &spec, state)?;
@@ -378,6 +378,34 @@ async fn resolve_and_apply(
         plan: None,
         kept: None,
     })
+}
+
+/// uv's environment lock (the same file uv locks: `.lock` in the `--target` or `--prefix`
+/// folder, or in the virtual environment). uv tries the lock on a blocking thread; when it is
+/// free, taking it here saves that round trip. When it is busy, or for a system interpreter
+/// (whose lock file uv names itself), uv's own wait is used.
+pub async fn lock_environment(
+    key: &EnvKey,
+    env: &uv_python::PythonEnvironment,
+) -> Option<uv_fs::LockedFile> {
+    let interpreter = env.interpreter();
+    let folder = match (&key.target, &key.prefix) {
+        (Some(target), _) => Some(target.as_path()),
+        (None, Some(prefix)) => Some(prefix.as_path()),
+        (None, None) => interpreter
+            .is_virtualenv()
+            .then(|| interpreter.sys_prefix()),
+    };
+    if let Some(folder) = folder {
+        let mode = uv_fs::LockedFileMode::Exclusive;
+        let resource = folder.display().to_string();
+        if let Some(locked) =
+            uv_fs::LockedFile::acquire_no_wait(folder.join(".lock"), mode, resource)
+        {
+            return Some(locked);
+        }
+    }
+    env.lock().await.ok()
 }
 
 /// Remember a request as satisfied until the environment changes (when it can be remembered).

@@ -117,9 +117,8 @@ impl NetworkKey {
         })
     }
 
-    /// A new client builder for these settings. Each call gets its own, so that credentials
-    /// one call learns (from an index URL, say) never serve a later call, as with a new `uv`
-    /// process; the connections stay warm in the shared client (`RegistryClientBuilder::wrap_existing`).
+    /// A new client builder for these settings, with a credential store of its own; the
+    /// connections stay warm in the shared client (`RegistryClientBuilder::wrap_existing`).
     pub fn builder(
         &self,
         cache_read_threads: usize,
@@ -158,15 +157,43 @@ impl NetworkKey {
         })
     }
 
-    /// The client whose connections are kept warm for these settings, and the certificates
-    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` named when it was built (read once: parsing a CA bundle
-    /// takes milliseconds; a change of either variable makes another key).
-    pub fn client(&self, cache_read_threads: usize) -> Result<(BaseClient, Option<Certificates>)> {
+    /// The client whose connections are kept warm for these settings (see [`WarmClient`]).
+    pub fn client(&self, cache_read_threads: usize) -> Result<WarmClient> {
         let certificates = Certificates::from_env();
-        let client = self
-            .builder(cache_read_threads, certificates.clone())?
+        let builder = self.builder(cache_read_threads, certificates.clone())?;
+        let client = builder
             .build()
             .map_err(|err| FfiError::from_uv(ErrorKind::Index, &err))?;
-        Ok((client, certificates))
+        Ok(WarmClient {
+            client,
+            builder,
+            certificates,
+        })
     }
+}
+
+/// What is kept per network configuration: the client with its connection pools; the builder
+/// calls without credentials share (cloning it shares its credential store and the runtime it
+/// reads the HTTP cache on, which a new builder would build again); and the certificates
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR` named when it was built (read once: parsing a CA bundle
+/// takes milliseconds; a change of either variable makes another key).
+pub struct WarmClient {
+    pub client: BaseClient,
+    pub builder: BaseClientBuilder<'static>,
+    pub certificates: Option<Certificates>,
+}
+
+/// Whether a call may hand uv credentials: a URL with a user part among its locations or
+/// requirements, or requirement and constraint files, whose index URLs may carry some. Such a
+/// call gets a credential store of its own, so nothing it learns serves later calls. Calls
+/// without share one store, which then only ever holds what `.netrc` gives every call alike.
+pub fn may_carry_credentials(args: &InstallArgs) -> bool {
+    let has_user_part = |text: &String| text.contains('@');
+    !args.requirements.is_empty()
+        || !args.constraints.is_empty()
+        || args.index_url.iter().any(has_user_part)
+        || args.extra_index_urls.iter().any(has_user_part)
+        || args.find_links.iter().any(has_user_part)
+        || args.packages.iter().any(has_user_part)
+        || args.upgrade_packages.iter().any(has_user_part)
 }

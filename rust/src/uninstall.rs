@@ -13,8 +13,8 @@ use crate::engine::Shared;
 use crate::environment::EnvState;
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::install::{
-    Call, InstallReply, check_externally_managed, file_sources, installed_pair, parse_argument,
-    read_specification,
+    Call, InstallReply, check_externally_managed, file_sources, installed_pair, lock_environment,
+    parse_argument, read_specification,
 };
 use crate::plan::{PlanStep, removal_entries};
 use crate::profile::Profile;
@@ -43,7 +43,7 @@ pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result
     let env = state.env.clone();
     let reporting = matches!(call.step, PlanStep::Report);
     let _lock = (!reporting)
-        .then(|| runtime.block_on(env.lock()).ok())
+        .then(|| runtime.block_on(lock_environment(key, &env)))
         .flatten();
     let site = state.site_packages()?;
     let mut targets: Vec<InstalledDist> = Vec::new();
