@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
-from . import _native, plans, policy, views
+from . import _native, plans, policy, progress as _progress, stale, views
 from .errors import (
     CommandFailed,
     EnginePanic,
@@ -26,14 +26,19 @@ from .errors import (
     InstallError,
     InvalidRequest,
     PlanCallbackError,
+    ProgressCallbackError,
     PythonNotFound,
     ResolutionError,
     StalePlan,
+    Stopped,
     UvFfiError,
 )
 from .paths import include_dir, library_path
 from .plans import Plan, PlanEntry, get_install_plan, mark_plan_handled, set_plan_callback
 from .policy import get_policy, set_policy
+from .magic import load_ipython_extension
+from .progress import NotebookProgress, ProgressEvent, TerminalProgress
+from .stale import StaleModulesWarning
 from .views import (
     clear_registry_cache,
     evict_bubble_cache,
@@ -74,11 +79,15 @@ __all__ = [
     "Plan",
     "PlanCallbackError",
     "PlanEntry",
+    "ProgressCallbackError",
+    "ProgressEvent",
     "PythonNotFound",
     "ResolutionError",
     "RunResult",
     "ShowRecord",
+    "StaleModulesWarning",
     "StalePlan",
+    "Stopped",
     "UvFfiError",
     "check",
     "clear_registry_cache",
@@ -95,6 +104,7 @@ __all__ = [
     "invalidate_site_packages_cache",
     "library_path",
     "list_packages",
+    "load_ipython_extension",
     "mark_plan_handled",
     "parse_command",
     "patch_bubble_site_packages_cache",
@@ -117,6 +127,8 @@ class RunResult:
     prefix of the environment acted on, or None for commands that name none. ``plan`` is the
     call's install plan when a plan callback saw it (see :mod:`uv_ffi.plans`), and
     ``taken_over`` is True when the callback took the plan over (nothing was changed).
+    ``stale_modules`` names the distributions whose modules this process imported before the
+    call changed their version in its own environment (see :mod:`uv_ffi.stale`).
     """
 
     installed: Tuple[Pair, ...]
@@ -132,6 +144,7 @@ class RunResult:
     stderr: str = ""
     plan: Optional[Plan] = None
     taken_over: bool = False
+    stale_modules: Tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, value: dict) -> "RunResult":
@@ -149,6 +162,7 @@ class RunResult:
             stderr=value["stderr"],
             plan=None if value["plan"] is None else Plan(PlanEntry(*e) for e in value["plan"]),
             taken_over=value.get("taken_over", False),
+            stale_modules=value.get("stale_modules", ()),
         )
 
 
@@ -162,26 +176,38 @@ def _command_field(cmd: Command) -> str:
     return '"argv":%s' % json.dumps([os.fspath(word) for word in cmd])
 
 
-def _run_value(cmd: Command, mode: Optional[str], cwd: Optional[str], on_plan=None) -> dict:
-    """Run a command and return the reply's value, applying the policy (checks, retries) and
-    the plan callback, if any."""
+def _words(cmd: Command) -> Sequence[str]:
+    return cmd.split() if isinstance(cmd, str) else [os.fspath(w) for w in cmd]
+
+
+def _run_value(cmd: Command, mode: Optional[str], cwd: Optional[str], on_plan=None,
+               progress=None) -> dict:
+    """Run a command and return the reply's value, applying the policy (checks, retries), the
+    plan callback and the progress callback, if any."""
     mode = policy.resolve(mode)
     decide = plans.chosen(on_plan)
     # Built by hand: this is the hot path of every call, and the fields are fixed.
-    request = '{%s,"check":%s,"index_ttl_ms":%d%s%s' % (
+    request = '{%s,"check":%s,"index_ttl_ms":%d%s%s%s}' % (
         _command_field(cmd),
         "true" if policy.check_before_use(mode) else "false",
         int(policy.get_index_ttl() * 1000),
         ',"cwd":%s' % json.dumps(os.fspath(cwd)) if cwd is not None else "",
         ',"plan":true' if decide is not None else "",
+        ',"progress":true' if progress is not None else "",
     )
-    value = _native.call_json("run", (request + "}").encode("utf-8"))
+    encoded = request.encode("utf-8")
+    if progress is None:
+        value = _native.call_json("run", encoded)
+    else:
+        value = _progress.run_with_progress(lambda: _native.call_json("run", encoded), progress)
     if value["index_retried"]:
         # The engine retried with fresh index pages (a release published since they were kept).
         policy.bump("index_retries")
     if value["plan"] is not None and decide is not None:
-        value = plans.settle(value, decide)
+        value = plans.settle(value, decide, progress)
     views.note_bubble(value["target"])
+    if value["installed"] or value["removed"]:
+        value["stale_modules"] = stale.stale_after(value, _words(cmd))
     if mode == policy.WATCH and value["environment"] is not None and value["target"] is None:
         policy.watch_environment(value["environment"])
     return value
@@ -193,6 +219,7 @@ def install(
     mode: Optional[str] = None,
     cwd: Optional[str] = None,
     on_plan: Optional[Callable[[Plan], Any]] = None,
+    progress: Optional[Callable[[ProgressEvent], Any]] = None,
 ) -> RunResult:
     """Run a uv command in-process (``"pip install ..."``, or a list of words); raise a
     :class:`UvFfiError` subclass on failure.
@@ -202,9 +229,15 @@ def install(
     result uv would give. ``mode`` overrides the coherency policy for this call (``trust``,
     ``validate``, ``watch``). ``on_plan(plan)`` sees a warm call's :class:`Plan` before anything
     changes and returns True to take it over (for this call, instead of the callback set with
-    :func:`set_plan_callback`).
+    :func:`set_plan_callback`). ``progress(event)`` receives a warm call's
+    :class:`ProgressEvent` objects on this thread while it runs (see :mod:`uv_ffi.progress`).
     """
-    return RunResult.from_json(_run_value(cmd, mode, cwd, on_plan))
+    try:
+        return RunResult.from_json(_run_value(cmd, mode, cwd, on_plan, progress))
+    except ProgressCallbackError as exc:
+        if isinstance(exc.result, dict):
+            exc.result = RunResult.from_json(exc.result)
+        raise
 
 
 def _echo(value: dict) -> None:

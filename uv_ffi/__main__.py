@@ -11,11 +11,17 @@ from typing import List, Optional
 
 def _run(words: List[str]) -> int:
     from . import UvFfiError, install
+    from .magic import quiet
+    from .progress import TerminalProgress
 
     if words and words[0] == "--":
         words = words[1:]
+    # A progress line while a warm call runs, on a terminal only (none with -q).
+    display = None if quiet(words) else TerminalProgress()
+    if display is not None and not display.enabled:
+        display = None
     try:
-        result = install(words)
+        result = install(words, progress=display)
     except UvFfiError as exc:
         if exc.kind == "failed":
             # uv's own command line ran: what it printed is the whole story, as uv printed it.
@@ -27,6 +33,9 @@ def _run(words: List[str]) -> int:
         plain = not text.lstrip().startswith(("error", "×"))
         print(("error: " + text) if plain else text, file=sys.stderr)
         return exc.exit_code
+    finally:
+        if display is not None:
+            display.close()
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     if result.engine == "warm":

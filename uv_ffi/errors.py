@@ -104,6 +104,21 @@ class PlanCallbackError(UvFfiError):
     kind = "plan_callback"
 
 
+class ProgressCallbackError(UvFfiError):
+    """A progress callback raised. The engine stopped where it safely could; ``result`` holds
+    the call's reply value if it had finished anyway (else None). The callback's own exception
+    is the ``__cause__``."""
+
+    kind = "progress_callback"
+    result = None
+
+
+class Stopped(UvFfiError):
+    """The call stopped at the host's request (``uv_ffi_progress`` with ``"stop": true``)."""
+
+    kind = "stopped"
+
+
 _BY_KIND: Dict[str, Type[UvFfiError]] = {
     "invalid_json": InvalidRequest,
     "invalid_command": InvalidRequest,
@@ -116,6 +131,7 @@ _BY_KIND: Dict[str, Type[UvFfiError]] = {
     "panic": EnginePanic,
     "failed": CommandFailed,
     "stale_plan": StalePlan,
+    "stopped": Stopped,
 }
 
 

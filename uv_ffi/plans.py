@@ -105,7 +105,7 @@ def chosen(on_plan: Optional[Callable[[Plan], Any]]) -> Optional[Callable[[Plan]
     return lambda plan: callback(list(plan))
 
 
-def settle(value: dict, decide: Callable[[Plan], Any]) -> dict:
+def settle(value: dict, decide: Callable[[Plan], Any], progress=None) -> dict:
     """Given the reply of a call that asked for its plan, let ``decide`` see it and finish the
     call accordingly. Returns the reply of the finished call."""
     global _last_plan
@@ -130,7 +130,13 @@ def settle(value: dict, decide: Callable[[Plan], Any]) -> dict:
         _native.call("plan_discard", {"plan_id": plan_id})
         return dict(value, plan_id=None, taken_over=True)
     if answer is False or answer is None:
-        applied = _native.call("plan_apply", {"plan_id": plan_id})
+        if progress is None:
+            applied = _native.call("plan_apply", {"plan_id": plan_id})
+        else:
+            from .progress import run_with_progress
+
+            request = {"plan_id": plan_id, "progress": True}
+            applied = run_with_progress(lambda: _native.call("plan_apply", request), progress)
         return dict(applied, plan=value["plan"])
     _native.call("plan_discard", {"plan_id": plan_id})
     raise PlanCallbackError(

@@ -20,8 +20,11 @@
  *       {"ok": false, "error": {"kind": str, "message": str, "hints": [str], "exit_code": int,
  *                             "retry"?: "fresh_index", "stdout"?: str, "stderr"?: str}}
  *     kind is one of: invalid_json, invalid_command, invalid_requirement, python_not_found,
- *     externally_managed, resolution, index, install, panic, failed, stale_plan, internal.
+ *     externally_managed, resolution, index, install, panic, failed, stale_plan, stopped,
+ *     internal.
  *     "stale_plan": uv_ffi_plan_apply found no such plan, or the environment changed since.
+ *     "stopped": the call stopped because uv_ffi_progress asked it to (the message says what
+ *     was changed, if anything).
  *     "failed": a command run through uv's own command line ended with a non-zero exit code;
  *     message is what it printed to stderr, and stdout/stderr hold its whole output.
  *   - No panic crosses this boundary: a panic is caught and answered with kind "panic".
@@ -54,7 +57,7 @@ char *uv_ffi_parse(const char *request);
 
 /* Request {"command"?: str, "argv"?: [str], "cwd"?: str, "check"?: bool = true,
  *          "heal"?: bool = true, "fresh_index"?: bool = false, "index_ttl_ms"?: int = 600000,
- *          "retry_fresh_index"?: bool = true, "plan"?: bool = false}.
+ *          "retry_fresh_index"?: bool = true, "plan"?: bool = false, "progress"?: bool = false}.
  * Runs any uv command (an optional leading "uv", then what a user would type after it).
  * "pip install" and "pip uninstall" run on the warm engine when it honours every option given,
  * no uv configuration file applies and no UV_* variable it does not read is set; anything else
@@ -77,11 +80,23 @@ char *uv_ffi_parse(const char *request);
  * uv_ffi_plan_apply carries out exactly that plan (its kept resolution: nothing is resolved
  * again) or uv_ffi_plan_discard drops it. Commands run through uv's command line ignore
  * "plan" (their reply has "plan": null).
+ * progress: a warm call records progress events (uv's own reporter hooks), which another thread
+ * may take while it runs with uv_ffi_progress; the reply's "progress" holds those no poll took.
+ * Commands run through uv's command line record none (their reply has "progress": null). One
+ * call records at a time. An event is an object with "event" and, by kind:
+ *   "phase": "phase" ("resolve"|"prepare"|"uninstall"|"install") and "total" (items, 0 when
+ *            not known in advance);
+ *   "resolved", "prepared" (a wheel unpacked in the cache), "uninstalled", "installed": "name",
+ *            "version";
+ *   "download_start": "id", "name", "total_bytes" (int|null); "download_progress": "id",
+ *            "bytes" (so far); "download_done": "id", "name";
+ *   "build_start", "build_done": "id", "name".
  * Value {"exit_code": int, "installed": [[name, version]], "removed": [[name, version]],
  *        "error": "", "environment": str|null, "target": str|null, "satisfied": bool,
  *        "dry_run": bool, "timings_us": [[phase, int]], "engine": "warm"|"uv"|"printed",
  *        "stdout": str, "stderr": str, "index_retried": bool,
- *        "plan": [[name, version, action]]|null, "plan_id": int|null}.
+ *        "plan": [[name, version, action]]|null, "plan_id": int|null,
+ *        "progress": [event]|null}.
  * plan (only when asked): sorted by name; action is "cached" (a wheel in uv's cache will be
  * linked), "remote" (will be downloaded or built; version is "" only here, for a URL),
  * "reinstall" (an installed distribution will be replaced) or "extraneous" (an installed
@@ -95,15 +110,17 @@ char *uv_ffi_parse(const char *request);
  * any other failure is an error envelope whose message is uv's own text. */
 char *uv_ffi_run(const char *request);
 
-/* Request {"plan_id": int}.  Carries out a plan kept by uv_ffi_run with "plan": true, if the
+/* Request {"plan_id": int, "progress"?: bool = false}.  Carries out a plan kept by uv_ffi_run
+ * with "plan": true, if the
  * distributions installed in its environment are still those it was planned against (else an
  * error of kind stale_plan, and nothing changes).  The plan is used up either way.
  * Value: as uv_ffi_run's, {"exit_code", "installed", "removed", "error", "environment",
  * "target", "satisfied", "dry_run", "timings_us", "engine", "stdout", "stderr",
- * "index_retried", "plan", "plan_id"}, with "plan" and "plan_id" null. */
+ * "index_retried", "plan", "plan_id", "progress"}, with "plan" and "plan_id" null; progress:
+ * as uv_ffi_run's, events with ("event", "phase", "total", "name", "version", "id", "bytes", "total_bytes"). */
 char *uv_ffi_plan_apply(const char *request);
 
-/* Request {"plan_id": int}.  Drops a kept plan (the host took it over, or decided against it).
+/* Request {"plan_id": int, "progress"?: bool (ignored)}.  Drops a kept plan (the host took it over, or decided against it).
  * Value {"discarded": bool} (false: no such plan was waiting). */
 char *uv_ffi_plan_discard(const char *request);
 
@@ -131,6 +148,15 @@ char *uv_ffi_view_invalidate(const char *request);
  * Value {"environment": str|null, "site_packages": [{"path": str,
  * "exists": bool, "dev": int, "ino": int, "mtime_ns": int, "ctime_ns": int}]}. */
 char *uv_ffi_view_fingerprint(const char *request);
+
+/* Request {"stop"?: bool = false}.  From any thread, without waiting for the running call:
+ * the progress events recorded since the last poll (see uv_ffi_run's "progress").  stop: ask the
+ * recording call to stop before it changes anything (after resolving, or after downloading);
+ * it then fails with kind "stopped". A call that has begun removing or linking files finishes.
+ * Value {"events": [event], "running": bool, "stop_requested": bool}; events as uv_ffi_run's
+ * ("event", "phase", "total", "name", "version", "id", "bytes", "total_bytes").  running: a call that
+ * records progress is running; stop_requested: this poll asked it to stop. */
+char *uv_ffi_progress(const char *request);
 
 /* Request {"target"?: str}.  Forgets the views of one --target folder (with every interpreter
  * it was used with), or of every --target folder when target is absent; environments keep

@@ -128,6 +128,16 @@ pub unsafe extern "C" fn uv_ffi_plan_discard(request: *const c_char) -> *mut c_c
     unsafe { call(request, ops::plan_discard) }
 }
 
+/// The progress of the running call, from any thread. Request: `{"stop"?: bool}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_progress(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::progress_poll) }
+}
+
 /// Free a string returned by any `uv_ffi_*` function. NULL is allowed.
 ///
 /// # Safety

@@ -30,6 +30,9 @@ pub enum ErrorKind {
     /// A command run through uv's own command line reported a failure; the message is what it
     /// printed to stderr, and the error carries `stdout`/`stderr` too.
     Failed,
+    /// The host asked a call to stop (`uv_ffi_progress` with `"stop": true`); nothing was
+    /// changed, or only what the message says.
+    Stopped,
     /// A plan kept for `uv_ffi_plan_apply` is gone, or the environment changed since it was made.
     StalePlan,
     /// Internal signal, never sent to a caller: the warm engine cannot honour this request after

@@ -26,6 +26,7 @@ struct Held {
     _probe: crate::config::ProbeLock,
     handle: MutexGuard<'static, Option<Handle>>,
     engine: MutexGuard<'static, Option<Engine>>,
+    _progress: crate::progress::LogLock,
 }
 
 thread_local! {
@@ -51,13 +52,15 @@ pub fn in_forked_child() -> bool {
     first != 0 && first != std::process::id()
 }
 
-/// Always the same order, and no code path holds two of these at once, so this cannot deadlock.
+/// Always the same order; the only code path that holds two of these at once (a call holding
+/// the engine records progress) takes them in this order too, so this cannot deadlock.
 extern "C" fn before_fork() {
     let held = std::panic::catch_unwind(|| Held {
         _parse: crate::request::lock_parser(),
         _probe: crate::config::lock_probe(),
         handle: engine::lock_handle(),
         engine: engine::lock_engine(),
+        _progress: crate::progress::lock_log(),
     });
     if let Ok(held) = held {
         HELD.with(|slot| *slot.borrow_mut() = Some(held));

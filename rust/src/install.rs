@@ -58,6 +58,8 @@ pub struct InstallReply {
     pub plan: Option<Vec<PlanEntry>>,
     /// Set when the call stopped at its plan and kept it for `uv_ffi_plan_apply`.
     pub plan_id: Option<u64>,
+    /// For a call asked with `"progress": true`: the events no poll took.
+    pub progress: Option<Vec<crate::progress::Event>>,
 }
 
 impl InstallReply {
@@ -86,6 +88,7 @@ impl InstallReply {
             index_retried: false,
             plan: None,
             plan_id: None,
+            progress: None,
         }
     }
 
@@ -107,6 +110,7 @@ impl InstallReply {
             index_retried: false,
             plan: None,
             plan_id: None,
+            progress: None,
         }
     }
 }
@@ -304,11 +308,13 @@ async fn install(
         }
         Err(mut err) => {
             indexes.drop_after_failure(&key);
-            let about_the_request = matches!(
+            // Fresh pages cannot change an error about the request itself, or a stop the
+            // host asked for.
+            let not_about_pages = matches!(
                 err.kind,
-                ErrorKind::InvalidCommand | ErrorKind::InvalidRequirement
+                ErrorKind::InvalidCommand | ErrorKind::InvalidRequirement | ErrorKind::Stopped
             );
-            if reused && !about_the_request {
+            if reused && !not_about_pages {
                 err.retry = Some("fresh_index");
             }
             Err(err)

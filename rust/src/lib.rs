@@ -18,6 +18,7 @@ mod network;
 mod ops;
 mod plan;
 mod profile;
+mod progress;
 mod request;
 mod stages;
 mod uninstall;

@@ -16,6 +16,7 @@ use crate::index::IndexCounters;
 use crate::install::{self, CallPolicy, InstallReply};
 use crate::plan::{self, KeptResolution, PendingPlan, PlanRequest, PlanStep};
 use crate::profile::Profile;
+use crate::progress;
 use crate::request::{self, Route, UvCall};
 
 /// Bumped whenever a request or reply changes incompatibly.
@@ -115,6 +116,9 @@ pub struct RunRequest {
     /// Stop a warm install or uninstall at its plan, report it and keep it (see `plan.rs`).
     #[serde(default)]
     pub plan: bool,
+    /// Record progress events for a warm call (see `progress.rs`).
+    #[serde(default)]
+    pub progress: bool,
 }
 
 impl RunRequest {
@@ -130,6 +134,7 @@ impl RunRequest {
             index_ttl_ms: default_index_ttl_ms(),
             retry_fresh_index: true,
             plan: false,
+            progress: false,
         }
     }
 }
@@ -249,6 +254,7 @@ fn run_warm(
     let pending = request
         .plan
         .then(|| (command.clone(), argv.to_vec(), request.clone()));
+    let progress = request.progress;
     let reply = with_engine(move |engine, runtime| {
         let call = WarmCall {
             args: &args,
@@ -262,7 +268,9 @@ fn run_warm(
         } else {
             PlanStep::Apply
         };
-        let (key, mut reply, kept) = warm_on_engine(engine, runtime, call, profile, step)?;
+        let (key, mut reply, kept) = recording_progress(progress, || {
+            warm_on_engine(engine, runtime, call, profile, step)
+        })?;
         if let Some((command, argv, request)) = pending {
             keep_plan(
                 engine,
@@ -336,6 +344,23 @@ fn warm_on_engine(
     Ok((key, reply, kept))
 }
 
+/// Run `work` recording progress events when asked, and put what no poll took in its reply.
+fn recording_progress<K, R>(
+    asked: bool,
+    work: impl FnOnce() -> Result<(K, InstallReply, R)>,
+) -> Result<(K, InstallReply, R)> {
+    if !asked {
+        return work();
+    }
+    progress::begin();
+    let outcome = work();
+    let events = progress::finish();
+    outcome.map(|(key, mut reply, rest)| {
+        reply.progress = Some(events);
+        (key, reply, rest)
+    })
+}
+
 /// After a call asked for its plan: keep a plan that changes something, and say so in the reply.
 #[allow(clippy::too_many_arguments)]
 fn keep_plan(
@@ -374,6 +399,7 @@ fn keep_plan(
 /// Carry out a plan kept by an earlier call: exactly its resolution, and only if the installed
 /// distributions are still the ones it was made against.
 pub fn plan_apply(request: PlanRequest) -> Result<InstallReply> {
+    let request_progress = request.progress;
     with_engine(move |engine, runtime| {
         let pending = engine.plans.take(request.plan_id)?;
         let PendingPlan {
@@ -412,8 +438,39 @@ pub fn plan_apply(request: PlanRequest) -> Result<InstallReply> {
             Some(kept) => PlanStep::Execute(kept),
             None => PlanStep::Apply,
         };
-        let (_, reply, _) = warm_on_engine(engine, runtime, call, Profile::start(), step)?;
+        let (_, reply, _) = recording_progress(request_progress, || {
+            warm_on_engine(engine, runtime, call, Profile::start(), step)
+        })?;
         Ok(reply)
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressRequest {
+    /// Ask the running call to stop where it safely can.
+    #[serde(default)]
+    pub stop: bool,
+}
+
+#[derive(Serialize)]
+pub struct ProgressReply {
+    /// The events recorded since the last poll.
+    pub events: Vec<progress::Event>,
+    /// Whether a call that records progress is running.
+    pub running: bool,
+    /// Whether a stop was asked of a running call by this poll.
+    pub stop_requested: bool,
+}
+
+/// The progress of the running call, from any thread, without waiting for the engine.
+pub fn progress_poll(request: ProgressRequest) -> Result<ProgressReply> {
+    let stop_requested = request.stop && progress::request_stop();
+    let (events, running) = progress::drain();
+    Ok(ProgressReply {
+        events,
+        running,
+        stop_requested,
     })
 }
 
@@ -468,6 +525,7 @@ fn run_uv(call: UvCall, cwd: PathBuf, mut profile: Profile) -> Result<InstallRep
         index_retried: false,
         plan: None,
         plan_id: None,
+        progress: None,
     })
 }
 

@@ -130,6 +130,9 @@ impl PendingPlans {
 #[serde(deny_unknown_fields)]
 pub struct PlanRequest {
     pub plan_id: u64,
+    /// For `uv_ffi_plan_apply`: record progress events, as `uv_ffi_run`'s `"progress"`.
+    #[serde(default)]
+    pub progress: bool,
 }
 
 /// The error for a plan whose environment changed between planning and applying.

@@ -38,6 +38,7 @@ use crate::environment::EnvState;
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::index::{IndexPages, KeptIndexes};
 use crate::install::{self, Call, Pair};
+use crate::progress;
 
 /// Read the requirements: arguments, `-r` files and `-c` files, with uv's own reader. Project
 /// files as requirement sources are left to uv's own command line.
@@ -385,6 +386,10 @@ pub async fn resolve(
         .build_options(settings.build_options.clone())
         .build();
     let python_requirement = PythonRequirement::from_interpreter(context.interpreter);
+    progress::emit(progress::Event::Phase {
+        phase: "resolve",
+        total: 0,
+    });
     let resolver = Resolver::new(
         manifest,
         options,
@@ -401,6 +406,10 @@ pub async fn resolve(
         context.database(),
     )
     .map_err(|err| FfiError::from_uv(ErrorKind::Resolution, &err))?;
+    let resolver = match progress::Reporter::if_recording() {
+        Some(reporter) => resolver.with_reporter(reporter),
+        None => resolver,
+    };
     let output = resolver.resolve().await.map_err(|err| {
         let kind = match &err {
             uv_resolver::ResolveError::Client(_) => ErrorKind::Index,
@@ -486,21 +495,32 @@ pub async fn apply(
         extraneous: _,
     } = plan;
     let settings = context.settings;
+    progress::stop_point("nothing was changed")?;
     let wheels = if remote.is_empty() {
         Vec::new()
     } else {
-        Preparer::new(
+        progress::emit(progress::Event::Phase {
+            phase: "prepare",
+            total: remote.len(),
+        });
+        let preparer = Preparer::new(
             &settings.cache,
             context.tags,
             hasher,
             &settings.build_options,
             context.database(),
-        )
-        .prepare(remote, context.pages.state.in_flight(), resolution)
-        .await
-        .map_err(|err| FfiError::from_uv(ErrorKind::Install, &err))?
+        );
+        let preparer = match progress::Reporter::if_recording() {
+            Some(reporter) => preparer.with_reporter(reporter),
+            None => preparer,
+        };
+        preparer
+            .prepare(remote, context.pages.state.in_flight(), resolution)
+            .await
+            .map_err(|err| FfiError::from_uv(ErrorKind::Install, &err))?
     };
     profile.mark("prepare");
+    progress::stop_point("nothing was changed (the wheels it fetched stay in uv's cache)")?;
     let removed = uninstall(context.interpreter, reinstalls, state).await?;
     profile.mark("uninstall");
     let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
@@ -520,9 +540,22 @@ async fn uninstall(
 ) -> Result<Vec<Pair>> {
     let layout = interpreter.layout();
     let mut removed: Vec<Pair> = Vec::new();
+    if !dists.is_empty() {
+        progress::emit(progress::Event::Phase {
+            phase: "uninstall",
+            total: dists.len(),
+        });
+    }
     for dist in dists {
         match uv_installer::uninstall(&dist, &layout).await {
-            Ok(_) => removed.push(install::installed_pair(&dist)),
+            Ok(_) => {
+                let (name, version) = install::installed_pair(&dist);
+                progress::emit(progress::Event::Uninstalled {
+                    name: name.clone(),
+                    version: version.clone(),
+                });
+                removed.push((name, version));
+            }
             // Like uv: a missing RECORD leaves files behind but must not stop the install. What
             // is left is not known, so the view is read from the disk again.
             Err(uv_installer::UninstallError::Uninstall(
@@ -552,10 +585,18 @@ fn link(
     if wheels.is_empty() {
         return Ok(Vec::new());
     }
+    progress::emit(progress::Event::Phase {
+        phase: "install",
+        total: wheels.len(),
+    });
     let installer = uv_installer::Installer::new(&state.env, Preview::default())
         .with_link_mode(context.settings.link_mode)
         .with_cache(&context.settings.cache)
         .with_installer_metadata(true);
+    let installer = match progress::Reporter::if_recording() {
+        Some(reporter) => installer.with_reporter(reporter),
+        None => installer,
+    };
     let outcome = context
         .call
         .shared

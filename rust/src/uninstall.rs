@@ -18,6 +18,7 @@ use crate::install::{
 };
 use crate::plan::{PlanStep, removal_entries};
 use crate::profile::Profile;
+use crate::progress;
 
 pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result<InstallReply> {
     let Call {
@@ -53,12 +54,24 @@ pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result
     profile.mark("site-packages");
     let mut removed: Vec<(String, String)> = Vec::new();
     if !args.dry_run && !reporting && !targets.is_empty() {
+        progress::stop_point("nothing was changed")?;
+        progress::emit(progress::Event::Phase {
+            phase: "uninstall",
+            total: targets.len(),
+        });
         let layout = state.env.interpreter().layout();
         let mut left_behind = false;
         let outcome: Result<()> = runtime.block_on(async {
             for dist in &targets {
                 match uv_installer::uninstall(dist, &layout).await {
-                    Ok(_) => removed.push(installed_pair(dist)),
+                    Ok(_) => {
+                        let (name, version) = installed_pair(dist);
+                        progress::emit(progress::Event::Uninstalled {
+                            name: name.clone(),
+                            version: version.clone(),
+                        });
+                        removed.push((name, version));
+                    }
                     // Like uv: without a RECORD, files stay behind; the view is read again.
                     Err(uv_installer::UninstallError::Uninstall(
                         uv_install_wheel::Error::MissingRecord(_)

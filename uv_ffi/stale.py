@@ -1,0 +1,82 @@
+"""After a call changed the environment this very process runs in: tell the import system, and
+name the distributions whose modules this process already imported at another version.
+
+Nothing is reloaded: a module object in memory keeps the code it was imported with, so using
+the new version takes a restart (or an explicit ``importlib.reload`` where that is safe).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import re
+import sys
+import warnings
+from typing import Iterable, List, Optional, Sequence, Set, Tuple
+
+__all__ = ["StaleModulesWarning", "stale_after"]
+
+Pair = Tuple[str, str]
+
+
+class StaleModulesWarning(UserWarning):
+    """Modules imported before a version change in this process's own environment."""
+
+
+def _real(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _runs_here(environment: Optional[str], target: Optional[str]) -> bool:
+    """Whether the call acted on this process's environment, or on a folder on its sys.path."""
+    if target is not None:
+        return _real(target) in {_real(p) for p in sys.path if p}
+    return environment is not None and _real(environment) == _real(sys.prefix)
+
+
+def _top_level_names(name: str) -> Set[str]:
+    """The import names a distribution provides, from its installed files (or its name)."""
+    names: Set[str] = set()
+    try:
+        files = importlib.metadata.distribution(name).files or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for path in files:
+        first = path.parts[0] if path.parts else ""
+        if not first or first.endswith((".dist-info", ".data")) or first in ("..", "__pycache__"):
+            continue
+        names.add(first[:-3] if first.endswith(".py") else first.split(".")[0])
+    # A distribution that is gone has no files to read: its name is the usual guess.
+    names.add(re.sub(r"[-.]+", "_", name))
+    return names
+
+
+def _imported(names: Iterable[str]) -> bool:
+    return any(name in sys.modules for name in names)
+
+
+def stale_after(value: dict, words: Sequence[str]) -> Tuple[str, ...]:
+    """For a finished call's reply: invalidate the import caches if the call changed this
+    process's environment, and return the distributions (sorted) whose modules were imported
+    before it at a version that is no longer installed. Warns once unless ``-q`` was given."""
+    removed: List[Pair] = [tuple(p) for p in value["removed"]]
+    installed: List[Pair] = [tuple(p) for p in value["installed"]]
+    if not (removed or installed) or not _runs_here(value["environment"], value["target"]):
+        return ()
+    importlib.invalidate_caches()
+    now = dict(installed)
+    stale = sorted({
+        name for name, old in removed
+        if now.get(name) != old and _imported(_top_level_names(name))
+    })
+    quiet = any(w in ("-q", "--quiet") or re.fullmatch(r"-q+", w) for w in words)
+    if stale and not quiet:
+        warnings.warn(
+            "%s already imported in this process at the version that was replaced; restart "
+            "the interpreter (or reload the modules explicitly) to use the new version"
+            % ", ".join(stale),
+            StaleModulesWarning,
+            stacklevel=3,
+        )
+    return tuple(stale)
