@@ -125,8 +125,8 @@ class Worker:
             raise Failure(reply["exception"])
         return reply
 
-    def run(self, cmd: str) -> float:
-        reply = self.call({"op": "run", "cmd": cmd})
+    def run(self, cmd: str, **flags: bool) -> float:
+        reply = self.call(dict({"op": "run", "cmd": cmd}, **flags))
         if reply["rc"] != 0:
             raise Failure("exit code %s: %s" % (reply["rc"], reply["error"][:300]))
         self.last_phases = reply.get("phases", {})
@@ -369,6 +369,50 @@ class Bench:
 
         return swap
 
+    def callbacks(self) -> None:
+        """The engine's swap and no-op with a progress callback and with a plan callback (that
+        lets the plan through), beside the same calls without (the rows above)."""
+        worker = self.engine.worker
+        base = "pip install %s %s %s==" % (self.engine.link_args, self.base(self.engine, self.engine.venv), SWAP)
+        current = dist_infos(site_packages(self.engine.venv))[SWAP]
+        for _ in range(self.args.rounds):
+            for flag in ("progress", "plan"):
+                new = SWAP_VERSIONS[1] if current == SWAP_VERSIONS[0] else SWAP_VERSIONS[0]
+
+                def swap(new=new, flag=flag) -> float:
+                    elapsed = worker.run(base + new, **{flag: True})
+                    expect(site_packages(self.engine.venv), {SWAP: new})
+                    return elapsed
+
+                self.attempt("warm swap, %s callback" % flag, "uv-ffi", swap)
+                current = new
+            self.attempt("warm no-op, progress callback", "uv-ffi", lambda: worker.run(base + current, progress=True))
+
+    def read_commands(self) -> None:
+        """`pip list` through the engine (uv's command line, in-process) and as a `uv` process."""
+        uv = find_uv()
+        python = os.path.join(self.engine.venv, "bin", "python")
+        for _ in range(self.args.rounds):
+            reply = self.engine.worker.call({"op": "read", "cmd": "pip list --python %s" % python})
+
+            def engine(reply=reply) -> float:
+                if SWAP not in reply["stdout"]:
+                    raise Failure("pip list did not list %s: %r" % (SWAP, reply["stdout"][:200]))
+                return reply["ms"]
+
+            self.attempt("pip list", "uv-ffi", engine)
+            if uv:
+                def command() -> float:
+                    start = time.perf_counter()
+                    done = subprocess.run([uv, "pip", "list", "--python", python], capture_output=True,
+                                          text=True, env=self.env_with_cache("uv"))
+                    elapsed = (time.perf_counter() - start) * 1000.0
+                    if done.returncode != 0 or SWAP not in done.stdout:
+                        raise Failure("uv pip list: exit %s %r" % (done.returncode, done.stdout[:200]))
+                    return elapsed
+
+                self.attempt("pip list", "uv pip (default link)", command)
+
     def target_installs(self) -> None:
         for i in range(self.args.rounds):
             for tool in self.tools:
@@ -496,7 +540,9 @@ class Bench:
 
     def report(self) -> str:
         order = [
-            NOOP_FIRST, "warm no-op, back-to-back calls", "warm swap", "cold start (new process, first install)",
+            NOOP_FIRST, "warm no-op, back-to-back calls", "warm swap", "warm swap, progress callback",
+            "warm swap, plan callback", "warm no-op, progress callback", "pip list",
+            "cold start (new process, first install)",
             "--target into a new folder", "15 packages, new env, cached wheels",
             "no-op after invalidate (forced rescan)", "view rescan (us)", "view read, validate check (us)",
             "view read, no check (us)", "view patch (us)", "import (ms)", "import in a new process (ms)",
@@ -580,7 +626,7 @@ def main() -> int:
             bench.url = index.url
             bench.start_tools()
             print("tools:", ", ".join(t.name for t in bench.tools), file=sys.stderr)
-            for stage in (bench.swap_and_noop, bench.target_installs,
+            for stage in (bench.swap_and_noop, bench.callbacks, bench.read_commands, bench.target_installs,
                           bench.suite_installs, bench.cold_starts, bench.views, bench.process_facts):
                 print("running", stage.__name__, file=sys.stderr)
                 stage()

@@ -2,7 +2,7 @@
 package's callers use them: read, patch with a change the host made itself, forget.
 
 A bubble is a ``--target`` folder; ``bubble_id`` is its path, as given or resolved. The engine
-keeps the view of each ``--target`` folder it installed into (the 64 used most recently).
+keeps the view of each ``--target`` folder it installed into (the 16 used most recently).
 
 Patch functions take two call shapes each (upstream's callers use both); the shape is decided by
 the arguments' types:

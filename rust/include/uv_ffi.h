@@ -160,7 +160,7 @@ char *uv_ffi_progress(const char *request);
 
 /* Request {"target"?: str}.  Forgets the views of one --target folder (with every interpreter
  * it was used with), or of every --target folder when target is absent; environments keep
- * theirs.  The engine keeps the views of the 64 --target folders used most recently.
+ * theirs.  The engine keeps the views of the 16 --target folders used most recently.
  * Value {"forgotten": int}. */
 char *uv_ffi_view_forget(const char *request);
 

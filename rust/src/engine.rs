@@ -78,8 +78,9 @@ pub struct Engine {
     pub plans: crate::plan::PendingPlans,
 }
 
-/// How many `--target` folders keep their views between calls.
-const KEEP_TARGETS: usize = 64;
+/// How many `--target` folders keep their views between calls (each view holds a copy of its
+/// interpreter's facts).
+const KEEP_TARGETS: usize = 16;
 
 /// How many environments keep uv's site-packages snapshot between calls.
 const KEEP_SNAPSHOTS: usize = 4;
@@ -366,8 +367,9 @@ impl Engine {
         keys.first().map(|key| (*key).clone())
     }
 
-    /// Work done while no caller is waiting: rebuild the snapshot of the last environment used.
-    fn idle(&mut self) {
+    /// Work done while no caller is waiting: rebuild the snapshot of the last environment used,
+    /// and drop the snapshots of the others. Returns whether memory was freed.
+    fn idle(&mut self) -> bool {
         if let Some(key) = &self.last_env
             && let Some(state) = self.envs.get_mut(key)
             && state.needs_rescan()
@@ -391,9 +393,7 @@ impl Engine {
                 evicted = true;
             }
         }
-        if evicted {
-            release_free_memory();
-        }
+        evicted
     }
 
     /// Note that `key` was just used (most recent last).
@@ -531,20 +531,42 @@ fn engine_loop(receiver: Receiver<Job>) {
         }
     };
     let mut job = receiver.recv().ok();
+    // Memory freed by evicted snapshots, not yet handed back to the system.
+    let mut untrimmed = false;
     while let Some(next) = job {
         next(Ok(&runtime));
         job = match receiver.try_recv() {
             Ok(job) => Some(job),
             Err(TryRecvError::Empty) => {
                 if let Some(engine) = lock_engine().as_mut() {
-                    let _ = catch_unwind(AssertUnwindSafe(|| engine.idle()));
+                    untrimmed |= catch_unwind(AssertUnwindSafe(|| engine.idle())).unwrap_or(false);
                 }
-                receiver.recv().ok()
+                next_job_or_trim(&receiver, &mut untrimmed)
             }
             Err(TryRecvError::Disconnected) => None,
         };
     }
 }
+
+/// Wait for the next job. Freed memory goes back to the system only once the engine has been
+/// idle for a while: trimming between back-to-back calls would make each call fault its
+/// memory back in.
+fn next_job_or_trim(receiver: &Receiver<Job>, untrimmed: &mut bool) -> Option<Job> {
+    if *untrimmed {
+        match receiver.recv_timeout(TRIM_AFTER_IDLE) {
+            Ok(job) => return Some(job),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                release_free_memory();
+                *untrimmed = false;
+            }
+        }
+    }
+    receiver.recv().ok()
+}
+
+/// How long the engine waits idle before it hands freed memory back to the system.
+const TRIM_AFTER_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// After a panic, forget everything that a half-finished change may have left wrong.
 fn recover_from_panic(engine: &mut Engine, payload: &(dyn std::any::Any + Send)) -> FfiError {

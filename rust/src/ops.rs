@@ -411,16 +411,16 @@ pub fn plan_apply(request: PlanRequest) -> Result<InstallReply> {
             kept,
             listing,
         } = pending;
-        let on_disk = engine
-            .environment_again(&key)
-            .map(|state| environment::installed_on_disk(&state.site_dirs()));
-        if on_disk.as_ref() != Some(&listing) {
-            return Err(plan::changed_since(&key));
-        }
         let (args, uninstall) = match &command {
             Command::PipInstall(args) => (args, false),
             Command::PipUninstall(args) => (args, true),
         };
+        // The same words name the same environment (found again if its view was forgotten).
+        let found = environment_of(engine, args, &cwd)?;
+        let (_, state) = engine.parts(&found);
+        if found != key || environment::installed_on_disk(&state.site_dirs()) != listing {
+            return Err(plan::changed_since(&key));
+        }
         let call = WarmCall {
             args,
             uninstall,

@@ -202,6 +202,41 @@ impl Reporter {
         });
         id
     }
+
+    fn build_done(&self, source: &BuildableSource, id: usize) {
+        let name = source_name(source);
+        emit(Event::BuildDone { id, name });
+    }
+
+    fn download_done(&self, name: &PackageName, id: usize) {
+        let name = name.to_string();
+        emit(Event::DownloadDone { id, name });
+    }
+}
+
+/// The methods uv's resolver and preparer reporters share (the same hooks on two traits).
+macro_rules! download_and_build_hooks {
+    () => {
+        fn on_download_start(&self, name: &PackageName, size: Option<u64>) -> usize {
+            self.download_start(name, size)
+        }
+        fn on_download_progress(&self, id: usize, bytes: u64) {
+            add_bytes(id, bytes);
+        }
+        fn on_download_complete(&self, name: &PackageName, id: usize) {
+            self.download_done(name, id);
+        }
+        fn on_build_start(&self, source: &BuildableSource) -> usize {
+            self.build_start(source)
+        }
+        fn on_build_complete(&self, source: &BuildableSource, id: usize) {
+            self.build_done(source, id);
+        }
+        fn on_checkout_start(&self, _url: &DisplaySafeUrl, _rev: &str) -> usize {
+            new_id()
+        }
+        fn on_checkout_complete(&self, _url: &DisplaySafeUrl, _rev: &str, _id: usize) {}
+    };
 }
 
 impl uv_resolver::ResolverReporter for Reporter {
@@ -214,27 +249,7 @@ impl uv_resolver::ResolverReporter for Reporter {
         emit(Event::Resolved { name, version });
     }
     fn on_complete(&self) {}
-    fn on_build_start(&self, source: &BuildableSource) -> usize {
-        self.build_start(source)
-    }
-    fn on_build_complete(&self, source: &BuildableSource, id: usize) {
-        let name = source_name(source);
-        emit(Event::BuildDone { id, name });
-    }
-    fn on_download_start(&self, name: &PackageName, size: Option<u64>) -> usize {
-        self.download_start(name, size)
-    }
-    fn on_download_progress(&self, id: usize, bytes: u64) {
-        add_bytes(id, bytes);
-    }
-    fn on_download_complete(&self, name: &PackageName, id: usize) {
-        let name = name.to_string();
-        emit(Event::DownloadDone { id, name });
-    }
-    fn on_checkout_start(&self, _url: &DisplaySafeUrl, _rev: &str) -> usize {
-        new_id()
-    }
-    fn on_checkout_complete(&self, _url: &DisplaySafeUrl, _rev: &str, _id: usize) {}
+    download_and_build_hooks!();
 }
 
 impl uv_installer::PrepareReporter for Reporter {
@@ -243,27 +258,7 @@ impl uv_installer::PrepareReporter for Reporter {
         emit(Event::Prepared { name, version });
     }
     fn on_complete(&self) {}
-    fn on_download_start(&self, name: &PackageName, size: Option<u64>) -> usize {
-        self.download_start(name, size)
-    }
-    fn on_download_progress(&self, id: usize, bytes: u64) {
-        add_bytes(id, bytes);
-    }
-    fn on_download_complete(&self, name: &PackageName, id: usize) {
-        let name = name.to_string();
-        emit(Event::DownloadDone { id, name });
-    }
-    fn on_build_start(&self, source: &BuildableSource) -> usize {
-        self.build_start(source)
-    }
-    fn on_build_complete(&self, source: &BuildableSource, id: usize) {
-        let name = source_name(source);
-        emit(Event::BuildDone { id, name });
-    }
-    fn on_checkout_start(&self, _url: &DisplaySafeUrl, _rev: &str) -> usize {
-        new_id()
-    }
-    fn on_checkout_complete(&self, _url: &DisplaySafeUrl, _rev: &str, _id: usize) {}
+    download_and_build_hooks!();
 }
 
 impl uv_installer::InstallReporter for Reporter {
