@@ -252,3 +252,31 @@ def _native_view(python):
     from uv_ffi import _native
 
     return _native.call("view_get", {"python": python, "check": False})
+
+
+def test_a_repeated_request_reuses_its_resolution_until_an_input_changes(venv, index):
+    base = "pip install --python %s -i %s " % (venv.python, index.url)
+
+    def swap(version: str) -> int:
+        """Swap alpha; returns how many resolutions the environment has reused so far."""
+        result = uv_ffi.install(base + "alpha==" + version)
+        assert result.installed == (("alpha", version),)
+        assert venv.installed() == {"alpha": version, "beta": "1.0"}
+        return uv_ffi.get_counters(python=venv.python)["resolutions_reused"]
+
+    uv_ffi.install(base + "beta==1.0")  # alpha 2.0 comes with it; the pages are read fresh
+    first = uv_ffi.get_counters(python=venv.python)["resolutions_reused"]
+    # The first time each question is asked against the kept pages, it is resolved...
+    assert (swap("1.1"), swap("2.0")) == (first, first)
+    # ... and asked again with the same view of the environment, its answer is reused.
+    assert (swap("1.1"), swap("2.0")) == (first + 1, first + 2)
+    # Another view (zeta is there now) is another question.
+    uv_ffi.install(base + "zeta==1.0")
+    assert uv_ffi.get_counters(python=venv.python)["resolutions_reused"] == first + 2
+    assert uv_ffi.install(base + "alpha==1.1").installed == (("alpha", "1.1"),)
+    assert uv_ffi.get_counters(python=venv.python)["resolutions_reused"] == first + 2
+    # Fresh index pages are another question too.
+    uv_ffi.clear_registry_cache()
+    assert uv_ffi.install(base + "alpha==2.0").installed == (("alpha", "2.0"),)
+    assert uv_ffi.get_counters(python=venv.python)["resolutions_reused"] == first + 2
+    assert venv.installed() == {"alpha": "2.0", "beta": "1.0", "zeta": "1.0"}

@@ -28,6 +28,7 @@ use uv_pypi_types::ResolverMarkerEnvironment;
 use uv_python::PythonEnvironment;
 
 use crate::error::{ErrorKind, FfiError, Result};
+use crate::plan::KeptResolution;
 
 /// A site-packages folder changed by less than this long before it was fingerprinted may change
 /// again within the same timestamp tick, so its fingerprint is not trusted on its own.
@@ -143,6 +144,8 @@ pub struct ViewCounters {
     pub patches: u64,
     /// Installs that met a view that disagreed with the disk and were retried after a rescan.
     pub heals: u64,
+    /// Installs that reused an earlier call's resolution (same request, view and index pages).
+    pub resolutions_reused: u64,
 }
 
 pub struct EnvState {
@@ -156,8 +159,14 @@ pub struct EnvState {
     fingerprint: Option<Fingerprint>,
     /// Install requests proven satisfied since the last change to this environment.
     satisfied: std::collections::HashSet<String>,
+    /// Resolutions of recent calls, by their inputs (see `install::reuse_key`), newest last.
+    resolutions: std::collections::VecDeque<(String, KeptResolution)>,
     pub counters: ViewCounters,
 }
+
+/// How many resolutions an environment keeps for reuse (a host swapping between a few versions
+/// asks the same few questions again and again).
+const KEEP_RESOLUTIONS: usize = 8;
 
 impl EnvState {
     pub fn new(env: PythonEnvironment) -> Result<Self> {
@@ -175,6 +184,7 @@ impl EnvState {
             view_known: false,
             fingerprint: None,
             satisfied: std::collections::HashSet::new(),
+            resolutions: std::collections::VecDeque::new(),
             counters: ViewCounters::default(),
         })
     }
@@ -347,6 +357,31 @@ impl EnvState {
 
     pub fn remember_satisfied(&mut self, key: String) {
         self.satisfied.insert(key);
+    }
+
+    /// What the view says, as one number: equal views give equal digests.
+    pub fn view_digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.view.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// A resolution kept for these inputs, if any.
+    pub fn kept_resolution(&self, inputs: &str) -> Option<KeptResolution> {
+        self.resolutions
+            .iter()
+            .find(|(key, _)| key == inputs)
+            .map(|(_, kept)| kept.clone())
+    }
+
+    /// Keep a resolution for its inputs (the oldest goes when too many are kept).
+    pub fn keep_resolution(&mut self, inputs: String, kept: KeptResolution) {
+        self.resolutions.retain(|(key, _)| *key != inputs);
+        self.resolutions.push_back((inputs, kept));
+        if self.resolutions.len() > KEEP_RESOLUTIONS {
+            self.resolutions.pop_front();
+        }
     }
 }
 

@@ -27,6 +27,9 @@ pub struct IndexPages {
     pub flat_index: FlatIndex,
     pub state: SharedState,
     created: Instant,
+    /// Which kept pages these are (0: read for this call, not kept yet). Two calls that see the
+    /// same generation resolve against the same pages.
+    pub generation: u64,
 }
 
 impl IndexPages {
@@ -36,6 +39,7 @@ impl IndexPages {
             flat_index,
             state,
             created: Instant::now(),
+            generation: 0,
         }
     }
 }
@@ -57,6 +61,7 @@ pub struct IndexCounters {
 pub struct KeptIndexes {
     pages: HashMap<String, IndexPages>,
     pub counters: IndexCounters,
+    last_generation: u64,
 }
 
 impl KeptIndexes {
@@ -73,7 +78,9 @@ impl KeptIndexes {
     }
 
     /// Keep pages for later calls (a fresh read replaces older pages).
-    pub fn keep(&mut self, key: String, pages: IndexPages) {
+    pub fn keep(&mut self, key: String, mut pages: IndexPages) {
+        self.last_generation += 1;
+        pages.generation = self.last_generation;
         self.pages.insert(key, pages);
     }
 

@@ -338,10 +338,31 @@ async fn resolve_and_apply(
     let site = state.site_packages()?.clone();
     let build = stages::BuildInputs::default();
     let context = stages::Context::new(call, settings, pages, env.interpreter(), &tags, &build);
+    let reuse = reuse_key(memo.as_deref(), pages, state);
     let (resolution, hasher) = match call.step {
         PlanStep::Execute(kept) => (kept.resolution.clone(), kept.hasher.clone()),
         PlanStep::Apply | PlanStep::Report => {
-            stages::resolve(&context, spec, &markers, &site).await?
+            match reuse
+                .as_deref()
+                .and_then(|inputs| state.kept_resolution(inputs))
+            {
+                Some(kept) => {
+                    state.counters.resolutions_reused += 1;
+                    (kept.resolution, kept.hasher)
+                }
+                None => {
+                    let (resolution, hasher) =
+                        stages::resolve(&context, spec, &markers, &site).await?;
+                    if let Some(inputs) = reuse {
+                        let kept = KeptResolution {
+                            resolution: resolution.clone(),
+                            hasher: hasher.clone(),
+                        };
+                        state.keep_resolution(inputs, kept);
+                    }
+                    (resolution, hasher)
+                }
+            }
         }
     };
     profile.mark("resolve");
@@ -412,6 +433,22 @@ pub async fn lock_environment(
         }
     }
     env.lock().await.ok()
+}
+
+/// The inputs a resolution depends on, when a later call can reuse it: the same request (words
+/// and directory, without requirement files or `--upgrade`/`--reinstall`: see [`memo_key`]),
+/// against the same kept index pages, with the environment's view the same. The environment
+/// itself is the key's owner. A call on freshly read pages resolves.
+fn reuse_key(memo: Option<&str>, pages: &IndexPages, state: &EnvState) -> Option<String> {
+    let memo = memo?;
+    if pages.generation == 0 {
+        return None;
+    }
+    Some(format!(
+        "{}\0{:x}\0{memo}",
+        pages.generation,
+        state.view_digest()
+    ))
 }
 
 /// Remember a request as satisfied until the environment changes (when it can be remembered).
