@@ -371,20 +371,21 @@ class Bench:
 
     def callbacks(self) -> None:
         """The engine's swap and no-op with a progress callback and with a plan callback (that
-        lets the plan through), beside the same calls without (the rows above)."""
+        lets the plan through), beside the same calls without one, all back to back."""
         worker = self.engine.worker
         base = "pip install %s %s %s==" % (self.engine.link_args, self.base(self.engine, self.engine.venv), SWAP)
         current = dist_infos(site_packages(self.engine.venv))[SWAP]
         for _ in range(self.args.rounds):
-            for flag in ("progress", "plan"):
+            for flag in ("", "progress", "plan"):
                 new = SWAP_VERSIONS[1] if current == SWAP_VERSIONS[0] else SWAP_VERSIONS[0]
 
                 def swap(new=new, flag=flag) -> float:
-                    elapsed = worker.run(base + new, **{flag: True})
+                    elapsed = worker.run(base + new, **({flag: True} if flag else {}))
                     expect(site_packages(self.engine.venv), {SWAP: new})
                     return elapsed
 
-                self.attempt("warm swap, %s callback" % flag, "uv-ffi", swap)
+                scenario = "warm swap, %s callback" % flag if flag else "warm swap, back-to-back, no callback"
+                self.attempt(scenario, "uv-ffi", swap)
                 current = new
             self.attempt("warm no-op, progress callback", "uv-ffi", lambda: worker.run(base + current, progress=True))
 
@@ -540,7 +541,8 @@ class Bench:
 
     def report(self) -> str:
         order = [
-            NOOP_FIRST, "warm no-op, back-to-back calls", "warm swap", "warm swap, progress callback",
+            NOOP_FIRST, "warm no-op, back-to-back calls", "warm swap", "warm swap, back-to-back, no callback",
+            "warm swap, progress callback",
             "warm swap, plan callback", "warm no-op, progress callback", "pip list",
             "cold start (new process, first install)",
             "--target into a new folder", "15 packages, new env, cached wheels",
