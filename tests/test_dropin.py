@@ -188,9 +188,10 @@ def test_an_uninstall_plans_removals_and_can_be_taken_over(venv, index):
 def test_a_satisfied_install_has_an_empty_plan_and_no_question(venv, index):
     uv_ffi.install(install_words(venv.python, index, "alpha==1.0"))
     asked: List[object] = []
-    result = uv_ffi.install(install_words(venv.python, index, "alpha==1.0"), on_plan=asked.append)
-    assert result.satisfied and tuple(result.plan) == () and asked == []
-    assert uv_ffi.get_install_plan() == []
+    for _ in range(3):  # the first on the engine thread, the others answered from memory
+        result = uv_ffi.install(install_words(venv.python, index, "alpha==1.0"), on_plan=asked.append)
+        assert result.satisfied and tuple(result.plan) == () and asked == []
+        assert uv_ffi.get_install_plan() == []
 
 
 @pytest.mark.parametrize("callback, cause", [
@@ -323,3 +324,15 @@ def test_a_manager_style_session_keeps_every_view_true(make_venv, index, tmp_pat
         assert uv_ffi.get_site_packages_cache(venv.python) == dist_infos(venv.site_packages)
     assert venv.installed() == {"alpha": "2.0", "zeta": "1.0"}
     assert imported_versions(venv.python, bubbles["1.1"], "alpha") == {"alpha": "1.1"}
+
+
+def test_many_bubbles_keep_the_newest_views_and_every_install_works(venv, index, tmp_path):
+    uv_ffi.evict_bubble_cache()
+    bubbles = [str(tmp_path / ("b%02d" % i)) for i in range(20)]
+    for bubble in bubbles:
+        result = uv_ffi.install(install_words(venv.python, index, "--target", bubble, "zeta==1.0"))
+        assert result.installed == (("zeta", "1.0"),) and dist_infos(bubble) == [("zeta", "1.0")]
+    # The engine keeps the views of the 16 used most recently; older ones are read again.
+    assert uv_ffi.evict_bubble_cache() == 16
+    with trusting():
+        assert uv_ffi.get_site_packages_cache(target=bubbles[0]) == [("zeta", "1.0")]

@@ -36,7 +36,8 @@ pub struct EnvKey {
 }
 
 impl EnvKey {
-    /// A `--target` or `--prefix` folder: usually a one-off, so its state is not kept.
+    /// A `--target` or `--prefix` folder: often used once, so only the most recent few are
+    /// kept, and they are never the "last environment" a call without `--python` means.
     pub fn is_one_off(&self) -> bool {
         self.target.is_some() || self.prefix.is_some()
     }
@@ -78,8 +79,8 @@ pub struct Engine {
     pub plans: crate::plan::PendingPlans,
 }
 
-/// How many `--target` folders keep their views between calls (each view holds a copy of its
-/// interpreter's facts).
+/// How many `--target` and `--prefix` folders keep their views between calls (each view holds a
+/// copy of its interpreter's facts).
 const KEEP_TARGETS: usize = 16;
 
 /// How many environments keep uv's site-packages snapshot between calls.
@@ -174,20 +175,23 @@ impl Engine {
             // A `--target` folder removed since it was last used is laid out afresh.
             self.envs.remove(&key);
         }
-        if !self.envs.contains_key(&key) {
+        let new = !self.envs.contains_key(&key);
+        if new {
             let env = with_layout(base, &key)?;
             self.envs.insert(key.clone(), EnvState::new(env)?);
-            if key.target.is_some() {
-                self.forget_old_targets();
-            }
         }
+        // Touched first, so that the folder just added is among those kept.
         self.touch(&key);
+        if new && key.is_one_off() {
+            self.forget_old_targets();
+        }
         Ok(key)
     }
 
-    /// Keep the views of the `--target` folders used most recently, up to [`KEEP_TARGETS`].
+    /// Keep the views of the `--target` (and `--prefix`) folders used most recently, up to
+    /// [`KEEP_TARGETS`].
     fn forget_old_targets(&mut self) {
-        let targets = self.envs.keys().filter(|k| k.target.is_some()).count();
+        let targets = self.envs.keys().filter(|k| k.is_one_off()).count();
         if targets <= KEEP_TARGETS {
             return;
         }
@@ -199,7 +203,7 @@ impl Engine {
             .cloned()
             .collect();
         self.envs
-            .retain(|key, _| key.target.is_none() || recent.contains(key));
+            .retain(|key, _| !key.is_one_off() || recent.contains(key));
     }
 
     /// The views of one `--target` folder (as given, or the same folder reached another way),

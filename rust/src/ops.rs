@@ -241,7 +241,13 @@ fn run_warm(
             Ok((true, reply))
         })?;
         match fast {
-            (_, Some(reply)) => return Ok(reply),
+            (_, Some(mut reply)) => {
+                // Already satisfied: a call that asked for its plan gets the empty one.
+                if request.plan {
+                    reply.plan = Some(Vec::new());
+                }
+                return Ok(reply);
+            }
             // The disk was just compared with the view; the engine thread need not do it again.
             (true, None) => policy.check = false,
             (false, None) => {}
