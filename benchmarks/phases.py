@@ -1,0 +1,67 @@
+"""Where a warm swap's time goes: median total and median per engine phase over N swaps of a
+100-file package (hardlinks), then the median warm no-op, in one process.
+
+    python benchmarks/phases.py [N]
+
+To compare two builds of the library (an A/B run), point ``UV_FFI_LIBRARY`` at each in turn,
+alternating runs: each run prints its own medians. For side-by-side figures with other tools,
+use ``benchmarks/compare.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from typing import Dict, List
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import uv_ffi  # noqa: E402
+from uv_ffi import sample_index  # noqa: E402
+
+VERSIONS = ("1.0.0", "2.0.0")
+
+
+def main(swaps: int) -> int:
+    root = tempfile.mkdtemp(prefix="uv-ffi-phases-")
+    wheels = [sample_index.build_wheel(os.path.join(root, "wheels"), "swap-pkg", v, payload_files=100)
+              for v in VERSIONS]
+    sample_index.write_simple_index(os.path.join(root, "index"), wheels)
+    venv = os.path.join(root, "venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    with sample_index.StaticIndex(os.path.join(root, "index")) as index:
+        command = "pip install --python %s -i %s --link-mode hardlink --cache-dir %s swap-pkg==" % (
+            os.path.join(venv, "bin", "python"), index.url, os.path.join(root, "cache"))
+        for version in VERSIONS + VERSIONS[:1]:  # warm-up: first install, then each way once
+            uv_ffi.install(command + version)
+        totals: List[float] = []
+        phases: Dict[str, List[int]] = defaultdict(list)
+        for i in range(swaps):
+            version = VERSIONS[(i + 1) % 2]
+            start = time.perf_counter()
+            result = uv_ffi.install(command + version)
+            totals.append(time.perf_counter() - start)
+            if result.installed != (("swap-pkg", version),):
+                raise SystemExit("wrong result: %r" % (result.installed,))
+            for phase, us in result.timings_us:
+                phases[phase].append(us)
+        noops = []
+        for _ in range(200):
+            start = time.perf_counter()
+            uv_ffi.install(command + version)
+            noops.append(time.perf_counter() - start)
+    print("library: %s" % uv_ffi.library_path())
+    print("swap median %.3f ms over %d swaps" % (statistics.median(totals) * 1e3, swaps))
+    print("no-op median %.1f us" % (statistics.median(noops) * 1e6))
+    print("phases (median us): " + ", ".join("%s %d" % (p, statistics.median(v)) for p, v in phases.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100))
