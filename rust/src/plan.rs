@@ -34,7 +34,8 @@ pub enum PlanStep<'a> {
     Execute(&'a KeptResolution),
 }
 
-/// What an install plan was made from, kept so that applying it resolves nothing again.
+/// A resolution kept for later: to apply a reported plan exactly, or to answer the same
+/// question again (`install::reuse_key`).
 #[derive(Clone)]
 pub struct KeptResolution {
     pub resolution: Resolution,
