@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import tempfile
 from typing import List, Optional
 
 from .errors import UvFfiError
@@ -67,6 +66,8 @@ def uv_magic(line: str, cell: Optional[str] = None) -> None:
     words = shlex.split(line)
     requirements = None
     if cell is not None and cell.strip():
+        import tempfile  # only a cell with a body needs it (keeps `import uv_ffi` light)
+
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
             handle.write(cell)
             requirements = handle.name

@@ -8,7 +8,6 @@ the new version takes a restart (or an explicit ``importlib.reload`` where that 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import os
 import re
 import sys
@@ -37,6 +36,10 @@ def _runs_here(environment: Optional[str], target: Optional[str]) -> bool:
 
 def _top_level_names(name: str) -> Set[str]:
     """The import names a distribution provides, from its installed files (or its name)."""
+    # Imported here, not at module level: it costs ~10 ms, and only a changed environment of this
+    # very process needs it.
+    import importlib.metadata
+
     names: Set[str] = set()
     try:
         files = importlib.metadata.distribution(name).files or []
