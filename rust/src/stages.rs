@@ -15,8 +15,8 @@ use uv_dispatch::{BuildDispatch, SharedState};
 use uv_distribution::DistributionDatabase;
 use uv_distribution_types::{
     CachedDist, ConfigSettings, DependencyMetadata, DistributionMetadata, ExtraBuildRequires,
-    ExtraBuildVariables, Index, IndexLocations, InstalledDist, Name, PackageConfigSettings,
-    Resolution, UnresolvedRequirement,
+    ExtraBuildVariables, Index, IndexLocations, Name, PackageConfigSettings, Resolution,
+    UnresolvedRequirement,
 };
 use uv_install_wheel::LinkMode;
 use uv_installer::{InstallationStrategy, Plan, Planner, Preparer, SatisfiesResult, SitePackages};
@@ -521,7 +521,7 @@ pub async fn apply(
     };
     profile.mark("prepare");
     progress::stop_point("nothing was changed (the wheels it fetched stay in uv's cache)")?;
-    let removed = uninstall(context.interpreter, reinstalls, state).await?;
+    let removed = crate::uninstall::remove(context.interpreter, &reinstalls, state).await?;
     profile.mark("uninstall");
     let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
     let installed = link(context, to_install, state)?;
@@ -530,49 +530,6 @@ pub async fn apply(
     installed.sort();
     state.apply_delta(&installed, &removed);
     Ok((installed, removed))
-}
-
-/// Remove the distributions being replaced; a failure keeps the view true to what is gone.
-async fn uninstall(
-    interpreter: &Interpreter,
-    dists: Vec<InstalledDist>,
-    state: &mut EnvState,
-) -> Result<Vec<Pair>> {
-    let layout = interpreter.layout();
-    let mut removed: Vec<Pair> = Vec::new();
-    if !dists.is_empty() {
-        progress::emit(progress::Event::Phase {
-            phase: "uninstall",
-            total: dists.len(),
-        });
-    }
-    for dist in dists {
-        match uv_installer::uninstall(&dist, &layout).await {
-            Ok(_) => {
-                let (name, version) = install::installed_pair(&dist);
-                progress::emit(progress::Event::Uninstalled {
-                    name: name.clone(),
-                    version: version.clone(),
-                });
-                removed.push((name, version));
-            }
-            // Like uv: a missing RECORD leaves files behind but must not stop the install. What
-            // is left is not known, so the view is read from the disk again.
-            Err(uv_installer::UninstallError::Uninstall(
-                uv_install_wheel::Error::MissingRecord(_)
-                | uv_install_wheel::Error::MissingTopLevel(_),
-            )) => {
-                removed.push(install::installed_pair(&dist));
-                state.invalidate();
-            }
-            Err(err) => {
-                state.apply_delta(&[], &removed);
-                return Err(FfiError::from_uv(ErrorKind::Install, &err));
-            }
-        }
-    }
-    removed.sort();
-    Ok(removed)
 }
 
 /// Link the wheels into the environment, on the engine's own rayon pool (rayon's global pool

@@ -52,50 +52,16 @@ pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result
         targets.extend(site.get_packages(name).into_iter().cloned());
     }
     profile.mark("site-packages");
-    let mut removed: Vec<(String, String)> = Vec::new();
-    if !args.dry_run && !reporting && !targets.is_empty() {
+    let removed = if !args.dry_run && !reporting && !targets.is_empty() {
         progress::stop_point("nothing was changed")?;
-        progress::emit(progress::Event::Phase {
-            phase: "uninstall",
-            total: targets.len(),
-        });
-        let layout = state.env.interpreter().layout();
-        let mut left_behind = false;
-        let outcome: Result<()> = runtime.block_on(async {
-            for dist in &targets {
-                match uv_installer::uninstall(dist, &layout).await {
-                    Ok(_) => {
-                        let (name, version) = installed_pair(dist);
-                        progress::emit(progress::Event::Uninstalled {
-                            name: name.clone(),
-                            version: version.clone(),
-                        });
-                        removed.push((name, version));
-                    }
-                    // Like uv: without a RECORD, files stay behind; the view is read again.
-                    Err(uv_installer::UninstallError::Uninstall(
-                        uv_install_wheel::Error::MissingRecord(_)
-                        | uv_install_wheel::Error::MissingTopLevel(_),
-                    )) => {
-                        removed.push(installed_pair(dist));
-                        left_behind = true;
-                    }
-                    Err(err) => return Err(FfiError::from_uv(ErrorKind::Install, &err)),
-                }
-            }
-            Ok(())
-        });
-        // Whatever was removed is gone from disk, even if a later removal failed.
-        removed.sort();
+        let removed = runtime.block_on(remove(env.interpreter(), &targets, state))?;
         state.apply_delta(&[], &removed);
-        if left_behind {
-            state.invalidate();
-        }
-        outcome?;
+        removed
     } else {
-        removed = targets.iter().map(installed_pair).collect();
+        let mut removed: Vec<(String, String)> = targets.iter().map(installed_pair).collect();
         removed.sort();
-    }
+        removed
+    };
     profile.mark("uninstall");
     if reporting {
         // The host decides; nothing was removed.
@@ -112,6 +78,51 @@ pub fn run(call: Call<'_>, state: &mut EnvState, mut profile: Profile) -> Result
         args.dry_run,
         profile,
     ))
+}
+
+/// Remove installed distributions, as uv does, reporting each to a recording call. Returns what
+/// was removed, sorted. A failure applies what was removed before it to the view, so the view
+/// stays true to what is gone; a distribution without a RECORD is removed as far as uv can (its
+/// files stay behind, as with uv) and the view is read from the disk again.
+pub async fn remove(
+    interpreter: &uv_python::Interpreter,
+    dists: &[InstalledDist],
+    state: &mut EnvState,
+) -> Result<Vec<(String, String)>> {
+    if dists.is_empty() {
+        return Ok(Vec::new());
+    }
+    progress::emit(progress::Event::Phase {
+        phase: "uninstall",
+        total: dists.len(),
+    });
+    let layout = interpreter.layout();
+    let mut removed: Vec<(String, String)> = Vec::new();
+    for dist in dists {
+        match uv_installer::uninstall(dist, &layout).await {
+            Ok(_) => {
+                let (name, version) = installed_pair(dist);
+                progress::emit(progress::Event::Uninstalled {
+                    name: name.clone(),
+                    version: version.clone(),
+                });
+                removed.push((name, version));
+            }
+            Err(uv_installer::UninstallError::Uninstall(
+                uv_install_wheel::Error::MissingRecord(_)
+                | uv_install_wheel::Error::MissingTopLevel(_),
+            )) => {
+                removed.push(installed_pair(dist));
+                state.invalidate();
+            }
+            Err(err) => {
+                state.apply_delta(&[], &removed);
+                return Err(FfiError::from_uv(ErrorKind::Install, &err));
+            }
+        }
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 /// The package names to remove, from the arguments and any `-r` files.
