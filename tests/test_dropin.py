@@ -336,3 +336,18 @@ def test_many_bubbles_keep_the_newest_views_and_every_install_works(venv, index,
     assert uv_ffi.evict_bubble_cache() == 16
     with trusting():
         assert uv_ffi.get_site_packages_cache(target=bubbles[0]) == [("zeta", "1.0")]
+
+
+def test_a_host_patch_stands_while_the_engine_idles(venv, index, tmp_path):
+    uv_ffi.install(install_words(venv.python, index, "alpha==1.0"))
+    bubble = str(tmp_path / "elsewhere")
+    with trusting():
+        assert uv_ffi.patch_site_packages_cache([("zeta", "1.0")], [], venv.python)
+        # Work elsewhere leaves the engine idle with this environment the last one used; the
+        # second call starts only once the idle work after the first is over.
+        for _ in range(2):
+            uv_ffi.install(install_words(venv.python, index, "--target", bubble, "zeta==1.0"))
+        assert uv_ffi.get_site_packages_cache(venv.python) == [("alpha", "1.0"), ("zeta", "1.0")]
+        # Invalidating is what drops a patch: the disk is read again.
+        uv_ffi.invalidate_site_packages_cache(venv.python)
+        assert uv_ffi.get_site_packages_cache(venv.python) == [("alpha", "1.0")]

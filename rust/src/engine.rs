@@ -376,7 +376,7 @@ impl Engine {
     fn idle(&mut self) -> bool {
         if let Some(key) = &self.last_env
             && let Some(state) = self.envs.get_mut(key)
-            && state.needs_rescan()
+            && state.may_rescan_when_idle()
             && !key.is_one_off()
         {
             let _ = state.rescan();

@@ -156,6 +156,9 @@ pub struct EnvState {
     /// several `.dist-info` folders for one name, as a killed install can leave behind).
     view: BTreeMap<String, BTreeSet<String>>,
     view_known: bool,
+    /// The host patched the view (`view_patch`): it stands as patched until a check, an
+    /// invalidation or an install reads the disk, never replaced behind the host's back.
+    patched_by_host: bool,
     fingerprint: Option<Fingerprint>,
     /// Install requests proven satisfied since the last change to this environment.
     satisfied: std::collections::HashSet<String>,
@@ -182,6 +185,7 @@ impl EnvState {
             site: None,
             view: BTreeMap::new(),
             view_known: false,
+            patched_by_host: false,
             fingerprint: None,
             satisfied: std::collections::HashSet::new(),
             resolutions: std::collections::VecDeque::new(),
@@ -225,6 +229,7 @@ impl EnvState {
             .map_err(|err| FfiError::from_anyhow(ErrorKind::Install, &err))?;
         self.view = view_of(site.iter());
         self.view_known = true;
+        self.patched_by_host = false;
         self.site = Some(site);
         self.fingerprint = Some(fingerprint);
         self.satisfied.clear();
@@ -347,6 +352,19 @@ impl EnvState {
         }
         self.site = None;
         self.satisfied.clear();
+    }
+
+    /// Apply a change the host made itself (`view_patch`).
+    pub fn patch(&mut self, installed: &[(String, String)], removed: &[(String, String)]) {
+        self.apply_delta(installed, removed);
+        self.patched_by_host = true;
+        self.counters.patches += 1;
+    }
+
+    /// Whether the idle engine may rebuild the snapshot now: not while a host patch stands,
+    /// which a rescan would silently replace.
+    pub fn may_rescan_when_idle(&self) -> bool {
+        self.needs_rescan() && !self.patched_by_host
     }
 
     /// Whether this request was found satisfied since the last change (every change, and every

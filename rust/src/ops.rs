@@ -643,8 +643,7 @@ pub fn view_patch(request: PatchRequest) -> Result<PatchReply> {
         if !state.view_known() {
             return Ok(PatchReply { patched: false });
         }
-        state.apply_delta(&installed, &removed);
-        state.counters.patches += 1;
+        state.patch(&installed, &removed);
         Ok(PatchReply { patched: true })
     })
 }
