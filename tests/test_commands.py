@@ -466,9 +466,9 @@ def uv_stdout(*argv: str) -> str:
 def test_list_packages(seeded, project):
     for options, exclude in (([], False), (["--exclude-editable"], True)):
         rows = json.loads(uv_stdout("pip", "list", "--python", seeded.python, "--format", "json", *options))
-        expected = [commands.Package(row["name"], row["version"], row.get("editable_project_location"))
-                    for row in rows]
-        assert commands.list_packages(seeded.python, exclude_editable=exclude) == expected
+        expected = [(row["name"], row["version"], row.get("editable_project_location")) for row in rows]
+        listed = commands.list_packages(seeded.python, exclude_editable=exclude)
+        assert [(p.name, p.version, p.editable_project_location) for p in listed] == expected
     packages = {package.name: package for package in commands.list_packages(seeded.python)}
     assert {name: package.version for name, package in packages.items()} == seeded.installed()
     assert packages["edproj"].editable_project_location == project

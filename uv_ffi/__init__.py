@@ -52,6 +52,7 @@ from .views import (
 from .commands import (  # noqa: E402  (they call install(), defined below, lazily)
     CheckResult,
     Package,
+    ReadAnswer,
     ShowRecord,
     check,
     freeze,
@@ -76,6 +77,7 @@ __all__ = [
     "InstallError",
     "InvalidRequest",
     "Package",
+    "ReadAnswer",
     "Plan",
     "PlanCallbackError",
     "PlanEntry",
@@ -121,8 +123,10 @@ __all__ = [
 class RunResult:
     """What one command did. ``installed``/``removed`` hold sorted ``(name, version)`` pairs.
 
-    ``engine`` says who ran it: ``"warm"`` (the resident engine), ``"uv"`` (uv's own command line
-    in this process) or ``"printed"`` (uv's parser answered, e.g. ``--help``). ``stdout`` and
+    ``engine`` says who ran it: ``"warm"`` (the resident engine), ``"view"`` (the engine answered
+    ``pip list/freeze/show/check`` from its snapshot; ``read`` holds the answer as data),
+    ``"uv"`` (uv's own command line in this process) or ``"printed"`` (uv's parser answered, e.g.
+    ``--help``). ``stdout`` and
     ``stderr`` hold what uv printed (the warm engine prints nothing). ``environment`` is the
     prefix of the environment acted on, or None for commands that name none. ``plan`` is the
     call's install plan when a plan callback saw it (see :mod:`uv_ffi.plans`), and
@@ -145,6 +149,7 @@ class RunResult:
     plan: Optional[Plan] = None
     taken_over: bool = False
     stale_modules: Tuple[str, ...] = ()
+    read: Optional[ReadAnswer] = None
 
     @classmethod
     def from_json(cls, value: dict) -> "RunResult":
@@ -163,6 +168,7 @@ class RunResult:
             plan=None if value["plan"] is None else Plan(PlanEntry(*e) for e in value["plan"]),
             taken_over=value.get("taken_over", False),
             stale_modules=value.get("stale_modules", ()),
+            read=None if value.get("read") is None else ReadAnswer.from_json(value["read"]),
         )
 
 
@@ -244,7 +250,8 @@ def _echo(value: dict) -> None:
     """Write what uv printed to Python's streams (so notebooks and redirections see it), for
     commands whose purpose is output; commands that change an environment stay silent, as the
     warm engine does."""
-    if value["environment"] is not None and value["engine"] != "printed":
+    changing = value["engine"] == "warm" or (value["engine"] == "uv" and value["environment"] is not None)
+    if changing:
         return
     if value["stdout"]:
         sys.stdout.write(value["stdout"])

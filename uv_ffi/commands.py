@@ -1,7 +1,10 @@
 """Typed answers to uv's read-only ``pip`` commands, without building command lines.
 
 Each function runs one ``uv pip ...`` command in-process through :func:`uv_ffi.install` (argv
-lists, so paths need no quoting) and parses what uv printed. ``python`` names the interpreter or
+lists, so paths need no quoting). The engine answers these commands from its snapshot of the
+environment and returns the answer as data (:class:`ReadAnswer`, ``RunResult.read``) beside uv's
+exact text; when uv's own command line answered instead (an option the engine leaves to uv),
+the functions parse what uv printed. ``python`` names the interpreter or
 environment as ``--python`` does; without it uv finds one as ``uv pip ...`` would (an active
 virtual environment, ``.venv``, then the first Python on ``PATH``). Failures raise uv_ffi's
 exceptions, with uv's own exit code and text.
@@ -18,6 +21,7 @@ from typing import Dict, List, Optional, Tuple
 __all__ = [
     "CheckResult",
     "Package",
+    "ReadAnswer",
     "ShowRecord",
     "check",
     "freeze",
@@ -29,12 +33,28 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Package:
-    """One row of ``uv pip list --format json``."""
+    """One installed distribution, as ``uv pip list`` reports it.
+
+    The first three fields are those of ``uv pip list --format json``; the others come with the
+    engine's answer (None when uv's command line answered): the folder holding the metadata,
+    ``kind`` (``registry``, ``url``, ``egg_info_file``, ``egg_info_directory``,
+    ``legacy_editable``), the direct URL it was installed from, and its ``INSTALLER``."""
 
     name: str
     version: str
     #: The project folder of an editable install, None otherwise.
     editable_project_location: Optional[str] = None
+    location: Optional[str] = None
+    kind: Optional[str] = None
+    editable: bool = False
+    url: Optional[str] = None
+    installer: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, row: dict) -> "Package":
+        return cls(row["name"], row["version"], row.get("editable_project_location"),
+                   row.get("location"), row.get("kind"), bool(row.get("editable")), row.get("url"),
+                   row.get("installer"))
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,50 @@ class ShowRecord:
     #: The RECORD paths (``files=True``), None otherwise.
     files: Optional[List[str]] = None
     fields: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReadAnswer:
+    """The engine's answer to ``pip list``, ``freeze``, ``show`` or ``check``, as data
+    (``uv_ffi_run``'s ``read`` field). Fields that do not belong to ``command`` are empty."""
+
+    command: str
+    packages: Tuple[Package, ...] = ()
+    show: Tuple[ShowRecord, ...] = ()
+    #: ``show``: the names asked for that are not installed.
+    missing: Tuple[str, ...] = ()
+    #: ``check`` and ``--strict``: one message per problem, as uv words it.
+    problems: Tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, value: dict) -> "ReadAnswer":
+        return cls(
+            command=value["command"],
+            packages=tuple(Package.from_json(row) for row in value.get("packages") or ()),
+            show=tuple(_show_from_json(record) for record in value.get("show") or ()),
+            missing=tuple(value.get("missing") or ()),
+            problems=tuple(value.get("problems") or ()),
+        )
+
+
+def _show_from_json(record: dict) -> ShowRecord:
+    """A record of the engine's ``show``, with ``fields`` as uv prints them."""
+    fields = {"Name": record["name"], "Version": record["version"], "Location": record["location"]}
+    if record.get("editable_project_location") is not None:
+        fields["Editable project location"] = record["editable_project_location"]
+    if record.get("requires") is not None:
+        fields["Requires"] = ", ".join(record["requires"])
+        fields["Required-by"] = ", ".join(record.get("required_by") or ())
+    return ShowRecord(
+        name=record["name"],
+        version=record["version"],
+        location=record["location"],
+        requires=list(record.get("requires") or ()),
+        required_by=list(record.get("required_by") or ()),
+        editable_project_location=record.get("editable_project_location"),
+        files=record.get("files"),
+        fields=fields,
+    )
 
 
 @dataclass(frozen=True)
@@ -81,8 +145,10 @@ def list_packages(python: Optional[str] = None, *, exclude_editable: bool = Fals
     words = ["list", "--format", "json"]
     if exclude_editable:
         words.append("--exclude-editable")
-    rows = json.loads(_uv(words, python).stdout or "[]")
-    return [Package(row["name"], row["version"], row.get("editable_project_location")) for row in rows]
+    result = _uv(words, python)
+    if result.read is not None:
+        return list(result.read.packages)
+    return [Package.from_json(row) for row in json.loads(result.stdout or "[]")]
 
 
 def freeze(python: Optional[str] = None) -> str:
@@ -112,7 +178,10 @@ def show(*names: str, python: Optional[str] = None, files: bool = False) -> List
     words = ["show", *names]
     if files:
         words.append("--files")
-    return _parse_show(_uv(words, python).stdout)
+    result = _uv(words, python)
+    if result.read is not None:
+        return list(result.read.show)
+    return _parse_show(result.stdout)
 
 
 def _parse_show(text: str) -> List[ShowRecord]:
@@ -165,7 +234,8 @@ def check(python: Optional[str] = None) -> CheckResult:
     try:
         _uv(["check"], python)
     except CommandFailed as exc:
-        problems = _check_problems(exc.stderr or exc.message)
+        answered = exc.read.get("problems") if exc.read else None
+        problems = answered if answered is not None else _check_problems(exc.stderr or exc.message)
         if exc.exit_code != 1 or problems is None:
             raise
         return CheckResult(ok=False, problems=problems)

@@ -82,6 +82,9 @@ class CommandFailed(UvFfiError):
     kind = "failed"
     stdout = ""
     stderr = ""
+    #: The engine's answer as data, for ``pip check`` finding problems or ``pip show`` finding
+    #: nothing (the JSON object of ``uv_ffi_run``'s ``read`` field), else None.
+    read = None
 
 
 class EnginePanic(UvFfiError):
@@ -148,4 +151,6 @@ def from_reply(error: dict) -> UvFfiError:
     if "stdout" in error or "stderr" in error:
         exc.stdout = error.get("stdout") or ""
         exc.stderr = error.get("stderr") or ""
+    if "read" in error:
+        exc.read = error["read"]
     return exc

@@ -18,7 +18,8 @@
  *   - Every reply is an envelope:
  *       {"ok": true,  "value": {...}}
  *       {"ok": false, "error": {"kind": str, "message": str, "hints": [str], "exit_code": int,
- *                             "retry"?: "fresh_index", "stdout"?: str, "stderr"?: str}}
+ *                             "retry"?: "fresh_index", "stdout"?: str, "stderr"?: str,
+ *                             "read"?: {...}}}
  *     kind is one of: invalid_json, invalid_command, invalid_requirement, python_not_found,
  *     externally_managed, resolution, index, install, panic, failed, stale_plan, stopped,
  *     internal.
@@ -26,7 +27,9 @@
  *     "stopped": the call stopped because uv_ffi_progress asked it to (the message says what
  *     was changed, if anything).
  *     "failed": a command run through uv's own command line ended with a non-zero exit code;
- *     message is what it printed to stderr, and stdout/stderr hold its whole output.
+ *     message is what it printed to stderr, and stdout/stderr hold its whole output. A read
+ *     command answered by the engine that exits non-zero (pip check finding problems, pip show
+ *     finding nothing) is reported the same way, with "read" (see uv_ffi_run).
  *   - No panic crosses this boundary: a panic is caught and answered with kind "panic".
  *   - Calls may come from any thread; work runs on the engine's own thread, one call at a time.
  *   - Nothing is printed unless asked (a command's -v, or UV_FFI_LOG=1; UV_FFI_PROFILE=1 prints
@@ -47,10 +50,11 @@ char *uv_ffi_info(const char *request);
  * line, split by shell rules) and argv (the words).  Understands the command as uv 0.12.5
  * would, without running it.
  * Value {"argv": [str], "fast": {"command": "pip_install"|"pip_uninstall", ...}|null,
- *        "route": "warm"|"uv"|"printed"|"error", "warm": {...}|null, "explicit": [str],
+ *        "route": "warm"|"read"|"uv"|"printed"|"error", "warm": {...}|null, "explicit": [str],
  *        "error": str|null}.
  * fast: the hot path's own parser (null where it leaves the command to uv's parser); warm: the
- * warm engine's arguments as read from uv's parse when route is "warm"; explicit: the clap ids
+ * warm engine's arguments as read from uv's parse when route is "warm" ("read": pip list,
+ * freeze, show or check answered from the engine's snapshot); explicit: the clap ids
  * of the options given on the command line or through their UV_* variables; error: uv's
  * message when its parser refuses the command. */
 char *uv_ffi_parse(const char *request);
@@ -62,7 +66,13 @@ char *uv_ffi_parse(const char *request);
  * "pip install" and "pip uninstall" run on the warm engine when it honours every option given,
  * no uv configuration file applies and no UV_* variable it does not read is set; anything else
  * runs through uv's own command line in this process ("engine": "uv"), and --help/--version are
- * answered by uv's parser ("engine": "printed").  Commands that would change the host process
+ * answered by uv's parser ("engine": "printed").  pip list, pip freeze, pip show and pip check
+ * are answered by the engine from its snapshot of the environment ("engine": "view"), with the
+ * exact text uv prints in stdout/stderr and the answer as data in "read", when every option
+ * given is one it honours (the environment options, --format, --editable, --exclude-editable,
+ * --exclude, --strict, --files, -q, --color never/auto) and, as for the warm path, no
+ * configuration file or unread UV_* variable applies; otherwise (--outdated, -v, freeze --path,
+ * check --python-version, ...) uv's command line runs them.  Commands that would change the host process
  * (run, tool run, add, publish, auth login, auth helper, --directory) are refused with kind invalid_command.
  * command/argv: exactly one (see uv_ffi_parse).  cwd: the directory relative paths are resolved
  * against (the process's by default; commands run through uv's command line require the
@@ -93,10 +103,21 @@ char *uv_ffi_parse(const char *request);
  *   "build_start", "build_done": "id", "name".
  * Value {"exit_code": int, "installed": [[name, version]], "removed": [[name, version]],
  *        "error": "", "environment": str|null, "target": str|null, "satisfied": bool,
- *        "dry_run": bool, "timings_us": [[phase, int]], "engine": "warm"|"uv"|"printed",
- *        "stdout": str, "stderr": str, "index_retried": bool,
- *        "plan": [[name, version, action]]|null, "plan_id": int|null,
- *        "progress": [event]|null}.
+ *        "dry_run": bool, "timings_us": [[phase, int]],
+ *        "engine": "warm"|"view"|"uv"|"printed", "stdout": str, "stderr": str,
+ *        "index_retried": bool, "plan": [[name, version, action]]|null, "plan_id": int|null,
+ *        "progress": [event]|null, "read"?: {...}}.
+ * read (engine "view" only): {"command": "list"|"freeze"|"show"|"check",
+ *   "packages"?: [package] (list, freeze: the distributions reported, in uv's order),
+ *   "show"?: [shown] (show), "missing"?: [str] (show: names not installed),
+ *   "problems"?: [str] (check, and --strict: uv's message for each problem)}.
+ *   A package is {"name", "version", "location" (the folder holding its metadata), "kind"
+ *   ("registry"|"url"|"egg_info_file"|"egg_info_directory"|"legacy_editable"), "editable": bool,
+ *   "editable_project_location": str|null, "url": str|null (the direct URL installed from),
+ *   "installer": str|null (its INSTALLER file)}.
+ *   A shown record is {"name", "version", "location", "editable_project_location": str|null,
+ *   "requires": [str]|null, "required_by": [str]|null (null when its metadata is unreadable),
+ *   "files": [str]|null (the RECORD paths, with --files)}.
  * plan (only when asked): sorted by name; action is "cached" (a wheel in uv's cache will be
  * linked), "remote" (will be downloaded or built; version is "" only here, for a URL),
  * "reinstall" (an installed distribution will be replaced) or "extraneous" (an installed
@@ -116,7 +137,7 @@ char *uv_ffi_run(const char *request);
  * error of kind stale_plan, and nothing changes).  The plan is used up either way.
  * Value: as uv_ffi_run's, {"exit_code", "installed", "removed", "error", "environment",
  * "target", "satisfied", "dry_run", "timings_us", "engine", "stdout", "stderr",
- * "index_retried", "plan", "plan_id", "progress"}, with "plan" and "plan_id" null; progress:
+ * "index_retried", "plan", "plan_id", "progress"}, with "plan" and "plan_id" null and no "read"; progress:
  * as uv_ffi_run's, events with ("event", "phase", "total", "name", "version", "id", "bytes", "total_bytes"). */
 char *uv_ffi_plan_apply(const char *request);
 
@@ -129,7 +150,7 @@ char *uv_ffi_plan_discard(const char *request);
  * the interpreter it was last used with (else the last call's).  Value {"environment": str|null,
  * "target": str|null, "packages": [[name, version]],
  * "counters": {"rescans", "checks_clean", "checks_listed", "changes_detected", "patches",
- * "resolutions_reused",
+ * "resolutions_reused", "reads",
  * "heals": int}, "index_counters": {"reused", "fresh", "dropped_after_failure", "expired": int}}. */
 char *uv_ffi_view_get(const char *request);
 

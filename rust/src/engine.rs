@@ -704,6 +704,11 @@ fn cache_dir(given: Option<&str>) -> PathBuf {
     uv_dirs::user_cache_dir().unwrap_or_else(|| PathBuf::from(".uv_cache"))
 }
 
+/// The absolute cache folder a call names, as uv's command line would use it.
+pub fn cache_root(given: Option<&str>, cwd: &Path) -> PathBuf {
+    absolute(cwd, &cache_dir(given).to_string_lossy())
+}
+
 async fn init_cache(dir: &Path) -> Result<Cache> {
     Cache::from_path(dir)
         .init()

@@ -146,6 +146,8 @@ pub struct ViewCounters {
     pub heals: u64,
     /// Installs that reused an earlier call's resolution (same request, view and index pages).
     pub resolutions_reused: u64,
+    /// `pip list/freeze/show/check` answered from the snapshot (`read.rs`).
+    pub reads: u64,
 }
 
 pub struct EnvState {

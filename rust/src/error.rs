@@ -54,6 +54,14 @@ impl ErrorKind {
     }
 }
 
+/// How a failed call may succeed if retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retry {
+    /// With index pages read afresh instead of kept ones.
+    FreshIndex,
+}
+
 /// An error as it is sent to the caller: a kind, uv's human-readable text and any hints.
 #[derive(Debug, Clone, Serialize)]
 pub struct FfiError {
@@ -64,12 +72,16 @@ pub struct FfiError {
     /// Set when the same call may succeed if retried this way (`"fresh_index"`: the call used
     /// index pages kept from earlier calls, and a newer page may change the answer).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry: Option<&'static str>,
+    pub retry: Option<Retry>,
     /// What uv's command line printed, for errors of kind `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stdout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stderr: Option<String>,
+    /// The structured answer of a read command that ended with a non-zero exit code (`pip check`
+    /// finding problems, `pip show` finding nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read: Option<Box<serde_json::Value>>,
 }
 
 impl FfiError {
@@ -82,6 +94,7 @@ impl FfiError {
             retry: None,
             stdout: None,
             stderr: None,
+            read: None,
         }
     }
 
@@ -96,6 +109,7 @@ impl FfiError {
             retry: None,
             stdout: Some(printed.stdout),
             stderr: Some(printed.stderr),
+            read: None,
         }
     }
 

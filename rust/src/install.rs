@@ -60,6 +60,10 @@ pub struct InstallReply {
     pub plan_id: Option<u64>,
     /// For a call asked with `"progress": true`: the events no poll took.
     pub progress: Option<Vec<crate::progress::Event>>,
+    /// For `pip list/freeze/show/check` answered by the engine: the answer as data (a
+    /// `read::ReadAnswer`, documented with `uv_ffi_run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read: Option<serde_json::Value>,
 }
 
 impl InstallReply {
@@ -89,6 +93,7 @@ impl InstallReply {
             plan: None,
             plan_id: None,
             progress: None,
+            read: None,
         }
     }
 
@@ -111,6 +116,7 @@ impl InstallReply {
             plan: None,
             plan_id: None,
             progress: None,
+            read: None,
         }
     }
 }
@@ -315,7 +321,7 @@ async fn install(
                 ErrorKind::InvalidCommand | ErrorKind::InvalidRequirement | ErrorKind::Stopped
             );
             if reused && !not_about_pages {
-                err.retry = Some("fresh_index");
+                err.retry = Some(crate::error::Retry::FreshIndex);
             }
             Err(err)
         }

@@ -19,6 +19,7 @@ mod ops;
 mod plan;
 mod profile;
 mod progress;
+mod read;
 mod request;
 mod stages;
 mod uninstall;

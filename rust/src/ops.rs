@@ -17,7 +17,8 @@ use crate::install::{self, CallPolicy, InstallReply};
 use crate::plan::{self, KeptResolution, PendingPlan, PlanRequest, PlanStep};
 use crate::profile::Profile;
 use crate::progress;
-use crate::request::{self, Route, UvCall};
+use crate::read;
+use crate::request::{self, ReadCall, Route, UvCall};
 
 /// Bumped whenever a request or reply changes incompatibly.
 pub const ABI_VERSION: u32 = 2;
@@ -163,6 +164,7 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
                 other => other,
             }
         }
+        Route::Read(call) => run_read(*call, &request, cwd, profile),
         Route::Uv(call) => run_uv(call, cwd, profile),
         Route::Printed { printed, exit_code } => {
             Ok(InstallReply::printed(printed, exit_code, profile))
@@ -182,7 +184,9 @@ fn run_warm_with_retry(
 ) -> Result<InstallReply> {
     // Nothing is cloned for the retry up front: this is the path of every warm call.
     match run_warm(&command, argv, request, cwd, profile) {
-        Err(err) if err.retry == Some("fresh_index") && request.retry_fresh_index => {
+        Err(err)
+            if err.retry == Some(crate::error::Retry::FreshIndex) && request.retry_fresh_index =>
+        {
             let fresh = RunRequest {
                 fresh_index: true,
                 ..request.clone()
@@ -532,6 +536,87 @@ fn run_uv(call: UvCall, cwd: PathBuf, mut profile: Profile) -> Result<InstallRep
         plan: None,
         plan_id: None,
         progress: None,
+        read: None,
+    })
+}
+
+/// `pip list/freeze/show/check` from the engine's snapshot of the environment; uv's own
+/// command line runs it when the engine cannot find that environment (uv then reports why).
+fn run_read(
+    call: ReadCall,
+    request: &RunRequest,
+    cwd: PathBuf,
+    mut profile: Profile,
+) -> Result<InstallReply> {
+    let loudness = read::Loudness {
+        quiet: call.args.quiet,
+    };
+    if let Some(outcome) = read::answer_without_environment(&call.command, loudness) {
+        return read_reply(outcome, None, profile);
+    }
+    let check = request.check;
+    let here = cwd.clone();
+    let answered = with_engine(move |engine, _runtime| {
+        let ReadCall { command, args, uv } = call;
+        let Ok(key) = environment_of(engine, &args, &here) else {
+            return Ok(Err(uv));
+        };
+        let cache_root = crate::engine::cache_root(args.cache_dir.as_deref(), &here);
+        let (_, state) = engine.parts(&key);
+        if check {
+            state.check();
+        }
+        let context = read::ReadContext {
+            loudness,
+            cwd: &here,
+            cache_root: &cache_root,
+        };
+        let outcome = read::answer(&command, state, &context)?;
+        state.counters.reads += 1;
+        Ok(Ok((outcome, key)))
+    })?;
+    profile.mark("read");
+    match answered {
+        Ok((outcome, key)) => read_reply(outcome, Some(key), profile),
+        Err(uv) => run_uv(uv, cwd, profile),
+    }
+}
+
+fn read_reply(
+    outcome: read::ReadOutcome,
+    key: Option<EnvKey>,
+    profile: Profile,
+) -> Result<InstallReply> {
+    let read::ReadOutcome {
+        exit_code,
+        stdout,
+        stderr,
+        answer,
+    } = outcome;
+    let answer = serde_json::to_value(&answer).ok();
+    if exit_code != 0 {
+        let mut err = FfiError::failed(exit_code, crate::capture::Printed { stdout, stderr });
+        err.read = answer.map(Box::new);
+        return Err(err);
+    }
+    Ok(InstallReply {
+        exit_code,
+        installed: Vec::new(),
+        removed: Vec::new(),
+        error: String::new(),
+        environment: key.as_ref().map(|key| key.root.clone()),
+        target: key.and_then(|key| key.target),
+        satisfied: false,
+        dry_run: false,
+        timings_us: profile.finish(),
+        engine: "view",
+        stdout,
+        stderr,
+        index_retried: false,
+        plan: None,
+        plan_id: None,
+        progress: None,
+        read: answer,
     })
 }
 

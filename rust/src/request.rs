@@ -23,12 +23,18 @@ use uv_cli::{AuthCommand, Cli, Commands, PipCommand, PipNamespace, ProjectComman
 use crate::capture::Printed;
 use crate::command::{self, Command, InstallArgs};
 use crate::error::{ErrorKind, FfiError, Result};
+use crate::read::ReadCommand;
 
 /// Where a command goes.
 pub enum Route {
     Warm(Command),
+    /// `pip list/freeze/show/check`, answered from the engine's snapshot (`read.rs`).
+    Read(Box<ReadCall>),
     Uv(UvCall),
-    Printed { printed: Printed, exit_code: i32 },
+    Printed {
+        printed: Printed,
+        exit_code: i32,
+    },
 }
 
 /// A command for uv's own command line, with what the engine must know around it.
@@ -41,6 +47,15 @@ pub struct UvCall {
     pub changes: Option<InstallArgs>,
     /// `cache clean` / `cache prune` need the cache lock that the warm engine holds.
     pub needs_cache_lock: bool,
+}
+
+/// A read-only command the engine answers itself, with the same words ready for uv's command
+/// line in case the engine cannot find the environment the way uv would.
+pub struct ReadCall {
+    pub command: ReadCommand,
+    /// The environment and printing options (`--python`, `--target`, `-q`, ...).
+    pub args: InstallArgs,
+    pub uv: UvCall,
 }
 
 /// Route a tokenized command (with or without a leading `uv`).
@@ -60,7 +75,8 @@ pub fn route(argv: &[String], cwd: &Path) -> Result<Route> {
 pub struct Understanding {
     /// The fast parser's answer (null where it leaves the command to uv's parser).
     pub fast: Option<Command>,
-    /// `"warm"`, `"uv"`, `"printed"` (help, version) or `"error"` (uv's parser refused it).
+    /// `"warm"`, `"read"` (list/freeze/show/check from the engine's snapshot), `"uv"`,
+    /// `"printed"` (help, version) or `"error"` (uv's parser refused it).
     pub route: &'static str,
     /// The warm engine's arguments as read from uv's parse, when the route is `"warm"`.
     pub warm: Option<Command>,
@@ -76,6 +92,7 @@ pub fn understand(argv: &[String], cwd: &Path) -> Understanding {
         .unwrap_or_default();
     let (route, warm, error) = match route_with_uv_parser(argv, cwd, true) {
         Ok(Route::Warm(command)) => ("warm", Some(command), None),
+        Ok(Route::Read(_)) => ("read", None, None),
         Ok(Route::Uv(_)) => ("uv", None, None),
         Ok(Route::Printed { .. }) => ("printed", None, None),
         Err(err) => ("error", None, Some(err.message)),
@@ -131,6 +148,10 @@ fn route_with_uv_parser(argv: &[String], cwd: &Path, allow_warm: bool) -> Result
         _ => None,
     };
     let needs_cache_lock = matches!(&*cli.command, Commands::Cache(_));
+    let read = read_command(&cli, &explicit)
+        .filter(|_| allow_warm && !foreign_variable_set(&variables_of(READ_IDS)))
+        .filter(|_| !config_applies(cwd, cli.top_level.no_config))
+        .map(|command| (command, install_args(leaf)));
     let cli = match anchored_paths(argv, cwd) {
         Some(anchored) => {
             let matches = uv_matches(&anchored).map_err(|err| clap_error(&err))?;
@@ -138,7 +159,7 @@ fn route_with_uv_parser(argv: &[String], cwd: &Path, allow_warm: bool) -> Result
         }
         None => cli,
     };
-    Ok(Route::Uv(UvCall {
+    let call = UvCall {
         cli: Box::new(cli),
         argv: argv
             .iter()
@@ -147,7 +168,81 @@ fn route_with_uv_parser(argv: &[String], cwd: &Path, allow_warm: bool) -> Result
             .collect(),
         changes,
         needs_cache_lock,
-    }))
+    };
+    Ok(match read {
+        Some((command, args)) => Route::Read(Box::new(ReadCall {
+            command,
+            args,
+            uv: call,
+        })),
+        None => Route::Uv(call),
+    })
+}
+
+/// Options of `pip list/freeze/show/check` that `read.rs` honours with uv's meaning, by clap
+/// id. `--outdated` (it asks the index), `freeze --path` and `check --python-version` /
+/// `--python-platform` stay with uv, as do `-v` (uv's debug log) and everything else.
+const READ_IDS: &[&str] = &[
+    "python",
+    "system",
+    "no_system",
+    "target",
+    "prefix",
+    "strict",
+    "no_strict",
+    "editable",
+    "exclude_editable",
+    "exclude",
+    "format",
+    "no_outdated",
+    "package",
+    "files",
+    "cache_dir",
+    "no_config",
+    "quiet",
+    "color",
+    "no_color",
+    "no_progress",
+];
+
+/// The read-only command `cli` asks for, when the engine can answer it exactly as uv would.
+fn read_command(cli: &Cli, explicit: &[String]) -> Option<ReadCommand> {
+    let honoured = explicit.iter().all(|id| READ_IDS.contains(&id.as_str()));
+    // uv colours its text when asked to, and the engine's text has no colour.
+    let colour_forced = matches!(
+        cli.top_level.global_args.color,
+        Some(uv_cli::ColorChoice::Always)
+    ) || std::env::var_os("FORCE_COLOR").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0");
+    if !honoured || colour_forced {
+        return None;
+    }
+    match pip_subcommand(cli)? {
+        PipCommand::List(args) if !args.outdated => Some(ReadCommand::List {
+            format: args.format.clone(),
+            editable: if args.editable {
+                Some(true)
+            } else if args.exclude_editable {
+                Some(false)
+            } else {
+                None
+            },
+            exclude: args.exclude.clone(),
+            strict: args.strict,
+        }),
+        PipCommand::Freeze(args) => Some(ReadCommand::Freeze {
+            exclude_editable: args.exclude_editable,
+            exclude: args.exclude.clone(),
+            strict: args.strict,
+        }),
+        PipCommand::Show(args) => Some(ReadCommand::Show {
+            packages: args.package.clone(),
+            files: args.files,
+            strict: args.strict,
+        }),
+        PipCommand::Check(_) => Some(ReadCommand::Check),
+        _ => None,
+    }
 }
 
 /// Options whose value is a path, as uv spells them.
