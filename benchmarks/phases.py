@@ -1,7 +1,8 @@
 """Where a warm swap's time goes: median total and median per engine phase over N swaps of a
-100-file package (hardlinks), then the median warm no-op, in one process.
+100-file package (hardlinks unless a link mode is given), then the median warm no-op, in one
+process.
 
-    python benchmarks/phases.py [N]
+    python benchmarks/phases.py [N] [hardlink|copy|symlink|clone]
 
 To compare two builds of the library (an A/B run), point ``UV_FFI_LIBRARY`` at each in turn,
 alternating runs: each run prints its own medians. For side-by-side figures with other tools,
@@ -28,7 +29,7 @@ from uv_ffi import sample_index  # noqa: E402
 VERSIONS = ("1.0.0", "2.0.0")
 
 
-def main(swaps: int) -> int:
+def main(swaps: int, link_mode: str = "hardlink") -> int:
     root = tempfile.mkdtemp(prefix="uv-ffi-phases-")
     wheels = [sample_index.build_wheel(os.path.join(root, "wheels"), "swap-pkg", v, payload_files=100)
               for v in VERSIONS]
@@ -36,8 +37,8 @@ def main(swaps: int) -> int:
     venv = os.path.join(root, "venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     with sample_index.StaticIndex(os.path.join(root, "index")) as index:
-        command = "pip install --python %s -i %s --link-mode hardlink --cache-dir %s swap-pkg==" % (
-            os.path.join(venv, "bin", "python"), index.url, os.path.join(root, "cache"))
+        command = "pip install --python %s -i %s --link-mode %s --cache-dir %s swap-pkg==" % (
+            os.path.join(venv, "bin", "python"), index.url, link_mode, os.path.join(root, "cache"))
         for version in VERSIONS + VERSIONS[:1]:  # warm-up: first install, then each way once
             uv_ffi.install(command + version)
         totals: List[float] = []
@@ -57,11 +58,11 @@ def main(swaps: int) -> int:
             uv_ffi.install(command + version)
             noops.append(time.perf_counter() - start)
     print("library: %s" % uv_ffi.library_path())
-    print("swap median %.3f ms over %d swaps" % (statistics.median(totals) * 1e3, swaps))
+    print("swap median %.3f ms over %d swaps (%s)" % (statistics.median(totals) * 1e3, swaps, link_mode))
     print("no-op median %.1f us" % (statistics.median(noops) * 1e6))
     print("phases (median us): " + ", ".join("%s %d" % (p, statistics.median(v)) for p, v in phases.items()))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100))
+    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100, *sys.argv[2:3]))

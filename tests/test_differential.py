@@ -206,6 +206,14 @@ CASES = [
     C("prefix", "--prefix {prefix} -i {index} beta==2.0"),
     C("compile-bytecode", "--compile-bytecode -i {index} beta"),
     C("link-mode-copy", "--link-mode copy -i {index} beta"),
+    # Copy mode stages each wheel's files once and links them from there (staging.rs): the
+    # same end state as uv's copy mode, files included, for each shape of install.
+    C("link-mode-copy-swap", "--link-mode copy -i {index} alpha==1.1", setup=SEEDED),
+    C("link-mode-copy-console-script", "--link-mode copy -i {index} clitool"),
+    C("link-mode-copy-editable", "--link-mode copy -i {index} -e ./proj"),
+    C("link-mode-copy-target", "--link-mode copy --target {target} -i {index} beta==2.0"),
+    C("link-mode-copy-reinstall", "--link-mode copy --reinstall -i {index} alpha==1.0", setup=SEEDED,
+      cache="warm"),
     C("link-mode-hardlink", "--link-mode hardlink -i {index} beta"),
     C("link-mode-symlink", "--link-mode symlink -i {index} beta"),
     C("link-mode-invalid", "--link-mode fast -i {index} beta", 2),

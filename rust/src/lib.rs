@@ -22,4 +22,5 @@ mod progress;
 mod read;
 mod request;
 mod stages;
+mod staging;
 mod uninstall;

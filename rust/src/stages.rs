@@ -39,6 +39,7 @@ use crate::error::{ErrorKind, FfiError, Result};
 use crate::index::{IndexPages, KeptIndexes};
 use crate::install::{self, Call, Pair};
 use crate::progress;
+use crate::staging::Staging;
 
 /// Read the requirements: arguments, `-r` files and `-c` files, with uv's own reader. Project
 /// files as requirement sources are left to uv's own command line.
@@ -546,8 +547,17 @@ fn link(
         phase: "install",
         total: wheels.len(),
     });
+    // Copy mode: copied once into a staging folder, then linked from there (see staging.rs).
+    let (wheels, link_mode, _staging) = if context.settings.link_mode == LinkMode::Copy {
+        let site = state.site_dirs().into_iter().next();
+        let staging = Staging::new(&site.unwrap_or_default())?;
+        let staged = context.call.shared.pool.install(|| staging.stage(wheels))?;
+        (staged, LinkMode::Hardlink, Some(staging))
+    } else {
+        (wheels, context.settings.link_mode, None)
+    };
     let installer = uv_installer::Installer::new(&state.env, Preview::default())
-        .with_link_mode(context.settings.link_mode)
+        .with_link_mode(link_mode)
         .with_cache(&context.settings.cache)
         .with_installer_metadata(true);
     let installer = match progress::Reporter::if_recording() {
