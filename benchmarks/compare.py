@@ -1,6 +1,6 @@
 """Side-by-side benchmark: this engine against the tools users would use instead.
 
-    python benchmarks/compare.py [--rounds 15] [--wheels DIR] [--out benchmarks/results.md]
+    python benchmarks/compare.py [--rounds 15] [--wheels DIR] [--out benchmarks/results.md] [--no-large-graph]
 
 One package index on 127.0.0.1 serves every tool (generated wheels, or a folder of real wheels
 given with --wheels). Each tool runs in its own process with its own cache and environments:
@@ -11,6 +11,8 @@ given with --wheels). Each tool runs in its own process with its own cache and e
 - ``pip``: ``pip install`` as a subprocess (no-op and swap only);
 - ``upstream``: the upstream ``uv-ffi`` package (last release) in its own virtual environment,
   warm in a long-lived worker, with its default link mode and with ``--link-mode hardlink``.
+
+A last stage times one large resolution (``benchmarks/large_graph.py``, its own index).
 
 Tools alternate round by round. After every timed call the end state is checked on disk; a
 wrong result is reported as a failure, never as a time. Medians, min and max per scenario and
@@ -301,6 +303,34 @@ class Bench:
                 if isinstance(tool, WorkerTool):
                     # Then back-to-back calls, as a host swapping many times in a row makes them.
                     self.burst(tool, current[tool.name])
+        self.swaps_in_copy_mode(step)
+
+    def swaps_in_copy_mode(self, step: Callable[[Tool, str], float]) -> None:
+        """The same swap with ``--link-mode copy`` (the multi-version manager's default), beside
+        uv's and the upstream package's copy mode and the bare copy floor, round by round."""
+        scenario = "warm swap, copy mode"
+        copy = "--link-mode copy"
+        tools: List[Tool] = [WorkerTool("uv-ffi", copy, sys.executable, self.env_with_cache("engine-copy"))]
+        uv = find_uv()
+        if uv:
+            tools.append(CommandTool("uv pip (copy)", copy, [uv, "pip"], self.env_with_cache("uv-copy")))
+        if self.upstream_python:
+            tools.append(WorkerTool("upstream (copy)", copy, self.upstream_python, self.env_with_cache("up-copy")))
+        for tool in tools:
+            tool.venv = make_venv(self.path("venv-copy-" + tool.name.split()[0]))
+            for version in (SWAP_VERSIONS[0], SWAP_VERSIONS[1]):  # warm-up: install, swap once
+                self.attempt("warm-up", tool.name, lambda t=tool, v=version: step(t, v))
+        floor = self.filesystem_floor(copy=True)
+        current = SWAP_VERSIONS[1]
+        try:
+            for _ in range(self.args.rounds):
+                current = SWAP_VERSIONS[1] if current == SWAP_VERSIONS[0] else SWAP_VERSIONS[0]
+                for tool in tools:
+                    self.attempt(scenario, tool.name, lambda t=tool, v=current: step(t, v))
+                self.record(scenario, "filesystem floor (copy)", floor())
+        finally:
+            for tool in tools:
+                tool.close()
 
     def burst(self, tool: "WorkerTool", version: str, calls: int = 20) -> None:
         name = "warm no-op, back-to-back calls"
@@ -318,15 +348,16 @@ class Bench:
         for ms in reply["ms"]:
             self.record(name, tool.name, ms)
 
-    def filesystem_floor(self) -> Callable[[], float]:
-        """The swap's unlinks and hardlinks done with plain system calls: what no installer beats.
+    def filesystem_floor(self, copy: bool = False) -> Callable[[], float]:
+        """The swap's unlinks and hardlinks (or copies: content and permission bits, as uv's copy
+        mode) done with plain system calls: what no installer beats.
 
         Returns a function doing one timed swap, so that the floor is measured in the same
         rounds as the tools, under the same conditions.
         """
         sources = {}
         for version in SWAP_VERSIONS:
-            folder = self.path("floor-src-" + version)
+            folder = self.path("floor-src-%s-%s" % ("copy" if copy else "link", version))
             wheel = os.path.join(self.path("wheels"), "bench_swap-%s-py3-none-any.whl" % version)
             with zipfile.ZipFile(wheel) as archive:
                 archive.extractall(folder)
@@ -336,15 +367,16 @@ class Bench:
                     files.append(os.path.relpath(os.path.join(root, name), folder))
             dirs = sorted({os.path.dirname(f) for f in files if os.path.dirname(f)})
             sources[version] = (folder, files, dirs)
-        target = self.path("floor-target")
+        target = self.path("floor-target-copy" if copy else "floor-target")
         os.makedirs(target)
+        link = shutil.copy if copy else os.link
 
         def place(version: str) -> None:
             folder, files, dirs = sources[version]
             for d in dirs:
                 os.mkdir(os.path.join(target, d))
             for f in files:
-                os.link(os.path.join(folder, f), os.path.join(target, f))
+                link(os.path.join(folder, f), os.path.join(target, f))
 
         def remove(version: str) -> None:
             _, files, dirs = sources[version]
@@ -355,8 +387,9 @@ class Bench:
 
         place(SWAP_VERSIONS[0])
         state = {"current": SWAP_VERSIONS[0]}
-        self.notes.append("filesystem floor: %d files unlinked and %d hardlinked per swap"
-                          % (len(sources[SWAP_VERSIONS[0]][1]), len(sources[SWAP_VERSIONS[1]][1])))
+        self.notes.append("filesystem floor (%s): %d files unlinked and %d %s per swap" % (
+            "copy" if copy else "hardlink", len(sources[SWAP_VERSIONS[0]][1]), len(sources[SWAP_VERSIONS[1]][1]),
+            "copied (shutil.copy)" if copy else "hardlinked"))
 
         def swap() -> float:
             new = SWAP_VERSIONS[1] if state["current"] == SWAP_VERSIONS[0] else SWAP_VERSIONS[0]
@@ -607,6 +640,14 @@ def fmt(value: float, unit: str) -> str:
     return "%.3f ms" % value if value < 10 else "%.1f ms" % value
 
 
+def large_graph_stage(rounds: int, work: str) -> List[str]:
+    """The large-resolution scenario: its own generated index and tools (see large_graph.py)."""
+    import large_graph  # here, not at the top: it imports this module's Worker
+
+    print("running large_graph", file=sys.stderr)
+    return ["", large_graph.measure(rounds, work)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15, help="timed rounds per scenario (default 15)")
@@ -616,6 +657,7 @@ def main() -> int:
     parser.add_argument("--skip-upstream", action="store_true", help="do not install the upstream package")
     parser.add_argument("--skip-pip", action="store_true", help="do not time pip")
     parser.add_argument("--readme", action="store_true", help="also replace the Performance section of README.md")
+    parser.add_argument("--no-large-graph", action="store_true", help="skip the large-resolution stage")
     args = parser.parse_args()
 
     bench = Bench(args)
@@ -633,6 +675,7 @@ def main() -> int:
                 print("running", stage.__name__, file=sys.stderr)
                 stage()
             profile = bench.profile()
+        large = [] if args.no_large_graph else large_graph_stage(args.rounds, bench.path("large-graph"))
         table = bench.report()
         machine = "%d cores, Linux, Python %s, %s filesystem" % (os.cpu_count() or 0, sys.version.split()[0], filesystem_type(bench.work))
         text = "\n".join([
@@ -653,7 +696,7 @@ def main() -> int:
             "```",
             profile,
             "```",
-        ])
+        ] + large)
         with open(args.out, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
         if args.readme:

@@ -86,6 +86,9 @@ def handle(request):
         return {"us": timed_us(lambda: uv_ffi.patch_site_packages_cache(pairs, []), request.get("repeat", 1))}
     if op == "invalidate":
         return {"us": timed_us(uv_ffi.invalidate_site_packages_cache, 1)}
+    if op == "counters":
+        # This project only: the engine's counters for one environment (resolutions_reused...).
+        return {"counters": uv_ffi.get_counters(python=request["python"])}
     if op == "rss":
         return {"kib": rss_kib()}
     raise ValueError("unknown op %r" % op)
