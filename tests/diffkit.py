@@ -352,6 +352,10 @@ class Paths:
         return value
 
 
+#: The folder where the engine keeps swapped-out versions (see rust/src/stash.rs).
+STASH_DIR = ".uv-ffi-stash"
+
+
 def file_tree(root: str, paths: Paths) -> Dict[str, str]:
     """Every entry under ``root``: ``"d"`` for a folder, ``"link"`` for a symlink, else
     ``"file <mode> <sha256 of the path-normalised content>"`` (``"hardlink ..."`` when the file has
@@ -361,6 +365,9 @@ def file_tree(root: str, paths: Paths) -> Dict[str, str]:
     if not os.path.isdir(root):
         return tree
     for folder, dirs, files in os.walk(root):
+        # The engine's stash of swapped-out versions (outside every import path; its own tests
+        # are in test_stash.py) is not part of what uv would leave there.
+        dirs[:] = [d for d in dirs if d != STASH_DIR]
         for name in dirs + files:
             path = os.path.join(folder, name)
             rel = os.path.relpath(path, root)

@@ -41,6 +41,7 @@ from .progress import NotebookProgress, ProgressEvent, TerminalProgress
 from .stale import StaleModulesWarning
 from .views import (
     clear_registry_cache,
+    clear_stash,
     evict_bubble_cache,
     evict_packages_from_bubble_cache,
     get_counters,
@@ -93,6 +94,7 @@ __all__ = [
     "UvFfiError",
     "check",
     "clear_registry_cache",
+    "clear_stash",
     "evict_bubble_cache",
     "evict_packages_from_bubble_cache",
     "freeze",

@@ -31,6 +31,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = [
     "clear_registry_cache",
+    "clear_stash",
     "evict_bubble_cache",
     "evict_packages_from_bubble_cache",
     "get_counters",
@@ -131,6 +132,19 @@ def patch_bubble_site_packages_cache(*args) -> bool:
 def invalidate_site_packages_cache(python: Optional[PathLike] = None) -> None:
     """Drop the view; the next call rescans the environment."""
     _native.call("view_invalidate", _env_request(python))
+
+
+def clear_stash(python: Optional[PathLike] = None, target: Optional[PathLike] = None) -> bool:
+    """Empty the stash of swapped-out versions (``.uv-ffi-stash``) of the environment of
+    ``python`` (else of the last call), or of the ``--target`` folder ``target``. Returns whether
+    there was one. Swaps keep a replaced version there and bring it back by renames when exactly
+    that wheel is installed again; ``UV_FFI_STASH=0`` turns this off."""
+    request: Dict[str, str] = {}
+    if python is not None:
+        request["python"] = os.fspath(python)
+    if target is not None:
+        request["target"] = os.fspath(target)
+    return bool(_native.call("stash_clear", request)["cleared"])
 
 
 def evict_bubble_cache() -> int:

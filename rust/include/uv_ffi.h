@@ -150,7 +150,7 @@ char *uv_ffi_plan_discard(const char *request);
  * the interpreter it was last used with (else the last call's).  Value {"environment": str|null,
  * "target": str|null, "packages": [[name, version]],
  * "counters": {"rescans", "checks_clean", "checks_listed", "changes_detected", "patches",
- * "resolutions_reused", "reads",
+ * "resolutions_reused", "reads", "stashed", "restored",
  * "heals": int}, "index_counters": {"reused", "fresh", "dropped_after_failure", "expired": int}}. */
 char *uv_ffi_view_get(const char *request);
 
@@ -185,6 +185,16 @@ char *uv_ffi_progress(const char *request);
  * theirs.  The engine keeps the views of the 16 --target folders used most recently.
  * Value {"forgotten": int}. */
 char *uv_ffi_view_forget(const char *request);
+
+/* Request {"python"?: str, "target"?: str}.  Empties the stash of swapped-out versions of one
+ * environment (the one python names, else the last one used) or of one --target folder: the
+ * folder .uv-ffi-stash in the virtual environment or in the --target folder.  When a warm swap
+ * replaces a distribution the engine installed from an index wheel, its files are moved there
+ * whole instead of deleted (UV_FFI_STASH=0 turns this off), and a later call that installs exactly
+ * that wheel again (same cache archive, file name, hashes and cache info) moves them back, if
+ * every file is as it was stashed.  The 16 most recent entries (at most 512 MiB) are kept.
+ * Value {"cleared": bool (a stash was there), "folder": str|null (the stash folder looked at)}. */
+char *uv_ffi_stash_clear(const char *request);
 
 /* Request {}.  The next resolution revalidates every index page.  Value {"cleared": true}. */
 char *uv_ffi_index_clear(const char *request);

@@ -108,6 +108,16 @@ pub unsafe extern "C" fn uv_ffi_view_forget(request: *const c_char) -> *mut c_ch
     unsafe { call(request, ops::view_forget) }
 }
 
+/// Empty the stash of swapped-out versions. Request: `{"python"?: str, "target"?: str}`.
+///
+/// # Safety
+/// `request` is NULL or a NUL-terminated string valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uv_ffi_stash_clear(request: *const c_char) -> *mut c_char {
+    // SAFETY: as above.
+    unsafe { call(request, ops::stash_clear) }
+}
+
 /// Carry out a plan kept by `uv_ffi_run` with `"plan": true`. Request: `{"plan_id": int}`.
 ///
 /// # Safety

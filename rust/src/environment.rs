@@ -111,6 +111,10 @@ struct Fingerprint {
     taken_ns: i128,
     expected: BTreeMap<String, String>,
     others: Vec<String>,
+    /// Each `.dist-info` folder's inode and modification time, by normalised name: a
+    /// reinstall by another tool recreates the folder under the same name (the engine forgets
+    /// those it changed itself, and learns them again at the next listing).
+    inodes: BTreeMap<String, (u64, i128)>,
     /// The view was changed without reading the disk: list the folders on the next check.
     must_list: bool,
 }
@@ -118,12 +122,17 @@ struct Fingerprint {
 impl Fingerprint {
     fn take(dirs: &[PathBuf]) -> Self {
         let stamps = dirs.iter().map(|d| DirStamp::read(d)).collect();
-        let (expected, others) = list_entries(dirs);
+        let Listing {
+            expected,
+            others,
+            inodes,
+        } = list_entries(dirs);
         Self {
             stamps,
             taken_ns: now_ns(),
             expected,
             others,
+            inodes,
             must_list: false,
         }
     }
@@ -148,6 +157,9 @@ pub struct ViewCounters {
     pub resolutions_reused: u64,
     /// `pip list/freeze/show/check` answered from the snapshot (`read.rs`).
     pub reads: u64,
+    /// Distributions a swap moved into the stash, and brought back from it (`stash.rs`).
+    pub stashed: u64,
+    pub restored: u64,
 }
 
 pub struct EnvState {
@@ -167,6 +179,10 @@ pub struct EnvState {
     /// Resolutions of recent calls, by their inputs (see `install::reuse_key`), newest last.
     resolutions: std::collections::VecDeque<(String, KeptResolution)>,
     pub counters: ViewCounters,
+    /// The wheel each distribution this engine installed came from, with its `.dist-info`
+    /// folder's inode then (a reinstall by another tool makes a new folder): what the stash
+    /// files it under when a swap replaces it (`stash.rs`).
+    pub wheel_keys: std::collections::HashMap<(String, String), (crate::stash::WheelKey, u64)>,
 }
 
 /// How many resolutions an environment keeps for reuse (a host swapping between a few versions
@@ -192,6 +208,7 @@ impl EnvState {
             satisfied: std::collections::HashSet::new(),
             resolutions: std::collections::VecDeque::new(),
             counters: ViewCounters::default(),
+            wheel_keys: std::collections::HashMap::new(),
         })
     }
 
@@ -272,13 +289,21 @@ impl EnvState {
         self.counters.checks_listed += 1;
         let taken_ns = now_ns();
         let dirs: Vec<PathBuf> = stamps.iter().map(|s| s.path.clone()).collect();
-        let (expected, others) = list_entries(&dirs);
-        if expected == fingerprint.expected && others == fingerprint.others {
+        let listing = list_entries(&dirs);
+        let recreated = fingerprint
+            .inodes
+            .iter()
+            .any(|(name, inode)| listing.inodes.get(name).is_some_and(|now| now != inode));
+        if listing.expected == fingerprint.expected
+            && listing.others == fingerprint.others
+            && !recreated
+        {
             self.fingerprint = Some(Fingerprint {
                 stamps,
                 taken_ns,
-                expected,
-                others,
+                expected: listing.expected,
+                others: listing.others,
+                inodes: listing.inodes,
                 must_list: false,
             });
             return false;
@@ -295,6 +320,7 @@ impl EnvState {
 
     /// Forget everything read from disk; the next use rescans.
     pub fn invalidate(&mut self) {
+        self.wheel_keys.clear();
         self.site = None;
         self.view_known = false;
         self.fingerprint = None;
@@ -350,6 +376,9 @@ impl EnvState {
         }
         if let Some(fingerprint) = self.fingerprint.as_mut() {
             apply(&mut fingerprint.expected, installed, removed);
+            for (name, _) in installed.iter().chain(removed) {
+                fingerprint.inodes.remove(name);
+            }
             fingerprint.must_list = true;
         }
         self.site = None;
@@ -417,19 +446,26 @@ fn view_of<'a>(
     view
 }
 
-/// What is installed in some folders, as [`list_entries`] reads it.
-pub type Listing = (BTreeMap<String, String>, Vec<String>);
-
 /// The distributions installed in the given folders, read from the disk now.
 pub fn installed_on_disk(dirs: &[PathBuf]) -> Listing {
     list_entries(dirs)
 }
 
+/// What is installed in some folders, as [`list_entries`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    expected: BTreeMap<String, String>,
+    others: Vec<String>,
+    pub inodes: BTreeMap<String, (u64, i128)>,
+}
+
 /// The distribution metadata entries in the given folders: `.dist-info` folders as normalised
-/// name -> version, and every other metadata entry (egg-info, egg-link, unparseable or
-/// duplicated names) by its raw name, sorted.
-fn list_entries(dirs: &[PathBuf]) -> (BTreeMap<String, String>, Vec<String>) {
+/// name -> version (and their inode and modification time), and every other metadata entry
+/// (egg-info, egg-link, unparseable or duplicated names) by its raw name, sorted.
+fn list_entries(dirs: &[PathBuf]) -> Listing {
+    use std::os::unix::fs::MetadataExt;
     let mut dist_infos = BTreeMap::new();
+    let mut inodes = BTreeMap::new();
     let mut others = Vec::new();
     for dir in dirs {
         let Ok(read) = fs::read_dir(dir) else {
@@ -439,9 +475,15 @@ fn list_entries(dirs: &[PathBuf]) -> (BTreeMap<String, String>, Vec<String>) {
             let raw = entry.file_name().to_string_lossy().into_owned();
             if let Some(stem) = raw.strip_suffix(".dist-info") {
                 if let Some((name, version)) = parse_dist_info(stem)
-                    && let std::collections::btree_map::Entry::Vacant(e) = dist_infos.entry(name)
+                    && let std::collections::btree_map::Entry::Vacant(e) =
+                        dist_infos.entry(name.clone())
                 {
                     e.insert(version);
+                    if let Ok(meta) = entry.metadata() {
+                        let mtime = i128::from(meta.mtime()) * 1_000_000_000
+                            + i128::from(meta.mtime_nsec());
+                        inodes.insert(name, (meta.ino(), mtime));
+                    }
                     continue;
                 }
                 others.push(raw);
@@ -451,7 +493,11 @@ fn list_entries(dirs: &[PathBuf]) -> (BTreeMap<String, String>, Vec<String>) {
         }
     }
     others.sort_unstable();
-    (dist_infos, others)
+    Listing {
+        expected: dist_infos,
+        others,
+        inodes,
+    }
 }
 
 /// `{name}-{version}` as normalised strings, the way the view spells them.

@@ -23,4 +23,5 @@ mod read;
 mod request;
 mod stages;
 mod staging;
+mod stash;
 mod uninstall;

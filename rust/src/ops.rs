@@ -571,7 +571,11 @@ fn run_read(
             cwd: &here,
             cache_root: &cache_root,
         };
-        let outcome = read::answer(&command, state, &context)?;
+        // What uv would report as an error (an unreadable distribution, a missing RECORD) is
+        // left to uv's own command line, which reports it in its words.
+        let Ok(outcome) = read::answer(&command, state, &context) else {
+            return Ok(Err(uv));
+        };
         state.counters.reads += 1;
         Ok(Ok((outcome, key)))
     })?;
@@ -795,6 +799,48 @@ pub fn view_forget(request: ForgetRequest) -> Result<ForgetReply> {
     with_engine_here(move |engine| {
         Ok(ForgetReply {
             forgotten: engine.forget_targets(folder.as_deref()),
+        })
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StashRequest {
+    /// The interpreter whose environment's stash to clear; the last one used when absent.
+    #[serde(default)]
+    pub python: Option<String>,
+    /// A `--target` folder whose stash to clear instead.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct StashReply {
+    /// Whether there was a stash to remove.
+    pub cleared: bool,
+    /// The stash folder looked at (null when no environment was named or used yet).
+    pub folder: Option<PathBuf>,
+}
+
+/// Empty the stash of swapped-out versions of one environment or `--target` folder.
+pub fn stash_clear(request: StashRequest) -> Result<StashReply> {
+    let cwd = crate::engine::current_dir()?;
+    with_engine_here(move |engine| {
+        let root = match (&request.target, &request.python) {
+            (Some(target), _) => Some(cwd.join(target)),
+            (None, python) => engine
+                .env_for_view(python.as_deref(), None)?
+                .map(|key| key.root),
+        };
+        let Some(root) = root else {
+            return Ok(StashReply {
+                cleared: false,
+                folder: None,
+            });
+        };
+        Ok(StashReply {
+            cleared: crate::stash::clear(&root),
+            folder: Some(root.join(crate::stash::STASH_DIR)),
         })
     })
 }

@@ -466,9 +466,9 @@ fn requirements_by_name<'a>(
     };
     let mut map: Vec<(&PackageName, Vec<&PackageName>)> = Vec::new();
     for dist in shown {
-        if let Some(names) = required(dist)
-            && !map.iter().any(|(name, _)| *name == dist.name())
-        {
+        // Several distributions of one name: the last one read counts, as in uv.
+        if let Some(names) = required(dist) {
+            map.retain(|(name, _)| *name != dist.name());
             map.push((dist.name(), names));
         }
     }

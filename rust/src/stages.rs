@@ -4,6 +4,7 @@
 //! report the changelog. Each stage takes what the earlier ones produced.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
 
 use uv_cache::{Cache, Refresh};
 use uv_client::{FlatIndexClient, RegistryClient, RegistryClientBuilder};
@@ -15,8 +16,8 @@ use uv_dispatch::{BuildDispatch, SharedState};
 use uv_distribution::DistributionDatabase;
 use uv_distribution_types::{
     CachedDist, ConfigSettings, DependencyMetadata, DistributionMetadata, ExtraBuildRequires,
-    ExtraBuildVariables, Index, IndexLocations, Name, PackageConfigSettings, Resolution,
-    UnresolvedRequirement,
+    ExtraBuildVariables, Index, IndexLocations, InstalledDist, Name, PackageConfigSettings,
+    Resolution, UnresolvedRequirement,
 };
 use uv_install_wheel::LinkMode;
 use uv_installer::{InstallationStrategy, Plan, Planner, Preparer, SatisfiesResult, SitePackages};
@@ -40,6 +41,7 @@ use crate::index::{IndexPages, KeptIndexes};
 use crate::install::{self, Call, Pair};
 use crate::progress;
 use crate::staging::Staging;
+use crate::stash::{Entry, Stash, WheelKey};
 
 /// Read the requirements: arguments, `-r` files and `-c` files, with uv's own reader. Project
 /// files as requirement sources are left to uv's own command line.
@@ -522,15 +524,153 @@ pub async fn apply(
     };
     profile.mark("prepare");
     progress::stop_point("nothing was changed (the wheels it fetched stay in uv's cache)")?;
-    let removed = crate::uninstall::remove(context.interpreter, &reinstalls, state).await?;
-    profile.mark("uninstall");
     let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
-    let installed = link(context, to_install, state)?;
+    let keys: Vec<Option<WheelKey>> = to_install.iter().map(WheelKey::of).collect();
+    let mut stash = Stash::open(state, context.call.key);
+    let hits = stash_hits(stash.as_mut(), &keys, &to_install);
+    let (stashed, to_remove) = stash_out(stash.as_mut(), reinstalls, state);
+    let mut removed = crate::uninstall::remove(context.interpreter, &to_remove, state).await?;
+    removed.extend(stashed);
+    removed.sort();
+    profile.mark("uninstall");
+    let (restored, to_link) = restore(stash.as_mut(), hits, to_install, state);
+    let linked = link(context, to_link, state)?;
+    if let Some(stash) = stash {
+        stash.finish();
+    }
     profile.mark("install");
-    let mut installed: Vec<Pair> = installed.iter().map(cached_pair).collect();
+    let mut installed: Vec<Pair> = restored
+        .iter()
+        .chain(linked.iter())
+        .map(cached_pair)
+        .collect();
     installed.sort();
+    remember_wheels(
+        context.interpreter,
+        to_install_keys(&restored, &linked, &keys),
+        state,
+    );
     state.apply_delta(&installed, &removed);
     Ok((installed, removed))
+}
+
+/// The stash entry for each wheel to install, if every one has one: the swap is then renames
+/// only, and journaled so that a crash leaves the old versions in place (see `stash.rs`).
+fn stash_hits(
+    stash: Option<&mut Stash>,
+    keys: &[Option<WheelKey>],
+    to_install: &[CachedDist],
+) -> Vec<Option<Entry>> {
+    let Some(stash) = stash else {
+        return to_install.iter().map(|_| None).collect();
+    };
+    let hits: Vec<Option<Entry>> = keys
+        .iter()
+        .map(|key| key.as_ref().and_then(|key| stash.find(key)))
+        .collect();
+    if !hits.is_empty() && hits.iter().all(Option::is_some) {
+        stash.make_atomic();
+    }
+    hits
+}
+
+/// Move into the stash each replaced distribution this engine installed from a known wheel;
+/// returns those moved, and those to remove as uv does.
+fn stash_out(
+    stash: Option<&mut Stash>,
+    replaced: Vec<InstalledDist>,
+    state: &mut EnvState,
+) -> (Vec<Pair>, Vec<InstalledDist>) {
+    let Some(stash) = stash else {
+        return (Vec::new(), replaced);
+    };
+    let mut stashed = Vec::new();
+    let mut rest = Vec::new();
+    for dist in replaced {
+        let pair = install::installed_pair(&dist);
+        let known = state.wheel_keys.get(&pair).filter(|(_, inode)| {
+            std::fs::metadata(dist.install_path()).is_ok_and(|meta| meta.ino() == *inode)
+        });
+        match known.and_then(|(key, _)| stash.stash_out(&dist, key)) {
+            Some(pair) => {
+                progress::emit(progress::Event::Uninstalled {
+                    name: pair.0.clone(),
+                    version: pair.1.clone(),
+                });
+                state.counters.stashed += 1;
+                stashed.push(pair);
+            }
+            None => rest.push(dist),
+        }
+    }
+    stash.settle();
+    (stashed, rest)
+}
+
+/// Bring back from the stash the wheels it holds; returns those restored, and those to link.
+fn restore(
+    stash: Option<&mut Stash>,
+    hits: Vec<Option<Entry>>,
+    to_install: Vec<CachedDist>,
+    state: &mut EnvState,
+) -> (Vec<CachedDist>, Vec<CachedDist>) {
+    let Some(stash) = stash else {
+        return (Vec::new(), to_install);
+    };
+    let mut restored = Vec::new();
+    let mut to_link = Vec::new();
+    for (dist, hit) in to_install.into_iter().zip(hits) {
+        if hit.is_some_and(|entry| stash.restore(&entry)) {
+            let (name, version) = cached_pair(&dist);
+            progress::emit(progress::Event::Installed { name, version });
+            state.counters.restored += 1;
+            restored.push(dist);
+        } else {
+            to_link.push(dist);
+        }
+    }
+    (restored, to_link)
+}
+
+/// The wheel key of each distribution installed by this call, in the order given.
+fn to_install_keys<'a>(
+    restored: &'a [CachedDist],
+    linked: &'a [CachedDist],
+    keys: &'a [Option<WheelKey>],
+) -> Vec<(&'a CachedDist, WheelKey)> {
+    let by_name: std::collections::HashMap<String, &WheelKey> = keys
+        .iter()
+        .flatten()
+        .map(|key| (key.filename.clone(), key))
+        .collect();
+    restored
+        .iter()
+        .chain(linked)
+        .filter_map(|dist| {
+            let key = by_name.get(&dist.filename().to_string())?;
+            Some((dist, (*key).clone()))
+        })
+        .collect()
+}
+
+/// Remember which wheel each installed distribution came from (and its `.dist-info` inode).
+fn remember_wheels(
+    interpreter: &Interpreter,
+    installed: Vec<(&CachedDist, WheelKey)>,
+    state: &mut EnvState,
+) {
+    let layout = interpreter.layout();
+    for (dist, key) in installed {
+        let Ok(dist_info) = uv_install_wheel::installed_dist_info_path(&layout, &key.archive)
+        else {
+            continue;
+        };
+        if let Ok(meta) = std::fs::metadata(&dist_info) {
+            state
+                .wheel_keys
+                .insert(cached_pair(dist), (key, meta.ino()));
+        }
+    }
 }
 
 /// Link the wheels into the environment, on the engine's own rayon pool (rayon's global pool

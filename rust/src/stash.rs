@@ -1,0 +1,590 @@
+//! Swap by rename: a version a swap replaces is kept, intact, in a stash beside the environment,
+//! and a later call that installs exactly that wheel again brings it back with renames instead
+//! of linking or copying it file by file.
+//!
+//! The stash is `<venv>/.uv-ffi-stash` for a virtual environment and `<folder>/.uv-ffi-stash` for
+//! a `--target` folder (same filesystem, a dotted name no import can reach). An entry is the
+//! distribution's installed paths, each moved whole (a folder the distribution owns alone, a
+//! top-level file, a script), plus a manifest: which wheel it is (uv's cache archive, file name,
+//! hashes, cache info) and the size, times and inode of every file in it, taken after the move.
+//! The manifest's name carries a hash of the wheel and the entry's size, so finding an entry and
+//! keeping the stash within bounds read no manifest but the one that matches.
+//! An entry is used only when the wheel uv would install now is that wheel, and every file is
+//! as recorded; anything else discards it. A distribution whose files share a folder with
+//! another's (a namespace package) is removed as uv removes it, not stashed.
+//!
+//! Crash safety: the renames of a swap whose new versions all come from the stash are written
+//! to `journal` first; a journal found later (the process was killed) is undone in reverse, so
+//! the environment holds the old versions, complete. A swap whose new version uv links keeps the
+//! journal only while the old version moves out, and is then as safe as uv's own install.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use uv_distribution_types::{CachedDist, InstalledDist, Name};
+
+use crate::engine::EnvKey;
+use crate::environment::EnvState;
+
+/// The folder name of the stash.
+pub const STASH_DIR: &str = ".uv-ffi-stash";
+/// At most this many entries, and this many bytes, are kept; the least recently used go first.
+const MAX_ENTRIES: usize = 16;
+const MAX_BYTES: u64 = 512 << 20;
+
+/// Which wheel an installed distribution came from: what makes two installs the same.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WheelKey {
+    pub filename: String,
+    /// uv's unpacked archive in the cache (a rebuilt wheel gets a new one).
+    pub archive: PathBuf,
+    pub hashes: String,
+    pub cache_info: String,
+}
+
+impl WheelKey {
+    /// Index wheels only: a local path or URL (which may be rebuilt in place) is never stashed.
+    pub fn of(dist: &CachedDist) -> Option<Self> {
+        let CachedDist::Registry(registry) = dist else {
+            return None;
+        };
+        Some(Self {
+            filename: registry.filename.to_string(),
+            archive: registry.path.to_path_buf(),
+            hashes: serde_json::to_string(&registry.hashes).ok()?,
+            cache_info: serde_json::to_string(&registry.cache_info).ok()?,
+        })
+    }
+}
+
+/// One path moved into the stash: where it lives in the environment (relative to the site
+/// folder, as RECORD names it) and its name in the stash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Item {
+    original: String,
+    stashed: String,
+}
+
+/// A file as it was when stashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FileStamp {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    key: WheelKey,
+    name: String,
+    version: String,
+    items: Vec<Item>,
+    /// Every file under every item, by path below the stash folder.
+    files: BTreeMap<String, FileStamp>,
+    bytes: u64,
+}
+
+/// The stash of one environment, for one call.
+pub struct Stash {
+    dir: PathBuf,
+    site: PathBuf,
+    /// Renames of this swap, journaled while `atomic` (see the module comment).
+    journal: Vec<(PathBuf, PathBuf)>,
+    atomic: bool,
+}
+
+/// Whether stashing is on: it is unless `UV_FFI_STASH=0`.
+pub fn enabled() -> bool {
+    std::env::var_os("UV_FFI_STASH").is_none_or(|v| v != "0")
+}
+
+impl Stash {
+    /// The stash of `state`'s environment: a virtual environment or a `--target` folder, on the
+    /// same filesystem as its site folder. Recovers an interrupted swap first.
+    pub fn open(state: &EnvState, key: &EnvKey) -> Option<Self> {
+        if !enabled() {
+            return None;
+        }
+        let root = match (&key.target, &key.prefix) {
+            (Some(target), _) => target.clone(),
+            (None, None) if state.env.interpreter().is_virtualenv() => key.root.clone(),
+            _ => return None,
+        };
+        let site = state.site_dirs().into_iter().next()?;
+        let same_fs = std::fs::metadata(&root).ok()?.dev() == std::fs::metadata(&site).ok()?.dev();
+        if !same_fs {
+            return None;
+        }
+        // Made when something is first stashed: an environment no swap touched has none.
+        let dir = root.join(STASH_DIR);
+        recover(&dir);
+        Some(Self {
+            dir,
+            site,
+            journal: Vec::new(),
+            atomic: false,
+        })
+    }
+
+    /// Journal every rename of this swap, to undo it if the process dies before `finish`.
+    pub fn make_atomic(&mut self) {
+        self.atomic = true;
+    }
+
+    /// The entry holding exactly `key`'s wheel, intact; a damaged entry is discarded.
+    pub fn find(&self, key: &WheelKey) -> Option<Entry> {
+        let wanted = key.hash();
+        for entry in entries(&self.dir)
+            .into_iter()
+            .filter(|e| e.key_hash == wanted)
+        {
+            let Some(manifest) = read_manifest(&self.dir, &entry) else {
+                continue;
+            };
+            if &manifest.key != key {
+                continue;
+            }
+            if self.intact(&manifest) {
+                return Some(entry);
+            }
+            discard(&self.dir, &entry, &manifest);
+        }
+        None
+    }
+
+    /// Move `dist` into the stash as `key`'s wheel. `None` (nothing moved) when its files cannot
+    /// be moved whole: the caller removes it as uv does.
+    pub fn stash_out(&mut self, dist: &InstalledDist, key: &WheelKey) -> Option<(String, String)> {
+        let site = dist.install_path().parent()?.to_path_buf();
+        if site != self.site {
+            return None;
+        }
+        let record = read_record(dist.install_path())?;
+        let originals = movable_items(&site, &record)?;
+        if !self.dir.is_dir() {
+            std::fs::create_dir(&self.dir).ok()?;
+        }
+        let id = format!("{}-{}-{}", dist.name(), dist.version(), unique());
+        let items: Vec<Item> = originals
+            .into_iter()
+            .enumerate()
+            .map(|(i, original)| Item {
+                original,
+                stashed: format!("{id}.{i}"),
+            })
+            .collect();
+        let moves: Vec<(PathBuf, PathBuf)> = items
+            .iter()
+            .map(|item| (site.join(&item.original), self.dir.join(&item.stashed)))
+            .collect();
+        self.rename_all(&moves).ok()?;
+        let (files, bytes) = self.stamp_items(&items);
+        let manifest = Manifest {
+            key: key.clone(),
+            name: dist.name().to_string(),
+            version: dist.version().to_string(),
+            items,
+            files,
+            bytes,
+        };
+        let entry = Entry {
+            id,
+            key_hash: key.hash(),
+            bytes: manifest.bytes,
+        };
+        write_manifest(&self.dir, &entry, &manifest).ok()?;
+        Some((manifest.name, manifest.version))
+    }
+
+    /// Bring entry `id` back into the environment. False (nothing moved) when one of its paths
+    /// is taken: the caller installs the wheel as usual.
+    pub fn restore(&mut self, entry: &Entry) -> bool {
+        let Some(manifest) = read_manifest(&self.dir, entry) else {
+            return false;
+        };
+        let moves: Vec<(PathBuf, PathBuf)> = manifest
+            .items
+            .iter()
+            .map(|item| (self.dir.join(&item.stashed), self.site.join(&item.original)))
+            .collect();
+        if moves.iter().any(|(_, to)| to.symlink_metadata().is_ok()) {
+            return false;
+        }
+        for (_, to) in &moves {
+            if let Some(parent) = to.parent()
+                && !parent.is_dir()
+                && std::fs::create_dir_all(parent).is_err()
+            {
+                return false;
+            }
+        }
+        if self.rename_all(&moves).is_err() {
+            return false;
+        }
+        let _ = std::fs::remove_file(self.dir.join(entry.manifest_name()));
+        true
+    }
+
+    /// The swap is complete: drop the journal and keep the stash within its bounds.
+    pub fn finish(self) {
+        let _ = std::fs::remove_file(self.dir.join("journal"));
+        prune(&self.dir);
+    }
+
+    /// The renames so far stand even if the process dies now (a swap whose new version uv links).
+    pub fn settle(&mut self) {
+        if !self.atomic {
+            let _ = std::fs::remove_file(self.dir.join("journal"));
+            self.journal.clear();
+        }
+    }
+
+    fn rename_all(&mut self, moves: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
+        self.journal.extend(moves.iter().cloned());
+        self.write_journal()?;
+        for (done, (from, to)) in moves.iter().enumerate() {
+            if let Err(err) = std::fs::rename(from, to) {
+                // Put back what this batch moved; the environment is as it was.
+                for (from, to) in moves[..done].iter().rev() {
+                    let _ = std::fs::rename(to, from);
+                }
+                return Err(err);
+            }
+            pause_for_tests();
+        }
+        Ok(())
+    }
+
+    fn write_journal(&self) -> std::io::Result<()> {
+        let mut text = String::new();
+        for (from, to) in &self.journal {
+            text.push_str(&format!("{}\t{}\n", from.display(), to.display()));
+        }
+        let mut file = std::fs::File::create(self.dir.join("journal"))?;
+        file.write_all(text.as_bytes())
+    }
+
+    fn stamp_items(&self, items: &[Item]) -> (BTreeMap<String, FileStamp>, u64) {
+        let mut files = BTreeMap::new();
+        for item in items {
+            walk_files(&self.dir.join(&item.stashed), &item.stashed, &mut files);
+        }
+        let bytes = files.values().map(|stamp| stamp.size).sum();
+        (files, bytes)
+    }
+
+    fn intact(&self, manifest: &Manifest) -> bool {
+        let mut files = BTreeMap::new();
+        for item in &manifest.items {
+            walk_files(&self.dir.join(&item.stashed), &item.stashed, &mut files);
+        }
+        files == manifest.files
+    }
+}
+
+/// The paths that carry a distribution's RECORD when each is moved whole, or `None` if some
+/// cannot be: a folder that holds anything not in this RECORD (beyond `__pycache__`), a path
+/// that is missing, or a path into a folder shared with others below the site folder.
+fn movable_items(site: &Path, record: &[String]) -> Option<Vec<String>> {
+    // Bytecode listed in RECORD (`--compile-bytecode`) would be swept with `__pycache__`.
+    if record.iter().any(|path| path.contains("__pycache__/")) {
+        return None;
+    }
+    let listed: HashSet<&str> = record.iter().map(String::as_str).collect();
+    let mut items: Vec<String> = Vec::new();
+    for path in record {
+        let item = if path.starts_with("../") {
+            path.clone()
+        } else {
+            path.split('/').next()?.to_string()
+        };
+        if !items.contains(&item) {
+            items.push(item);
+        }
+    }
+    for item in &items {
+        let full = site.join(item);
+        let meta = full.symlink_metadata().ok()?;
+        if meta.is_dir() && !owns_folder(&full, item, &listed) {
+            return None;
+        }
+        if item.starts_with("../") && meta.is_dir() {
+            return None;
+        }
+        if Path::new(item)
+            .components()
+            .any(|c| matches!(c, Component::RootDir))
+        {
+            return None;
+        }
+    }
+    Some(items)
+}
+
+/// Whether every file below `folder` (named `prefix` in RECORD) is listed, `__pycache__` aside.
+fn owns_folder(folder: &Path, prefix: &str, listed: &HashSet<&str>) -> bool {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return false;
+    };
+    for entry in entries {
+        let Ok(entry) = entry else { return false };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return false;
+        };
+        let path = format!("{prefix}/{name}");
+        let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if is_dir && name == "__pycache__" {
+            continue;
+        }
+        let owned = if is_dir {
+            owns_folder(&entry.path(), &path, listed)
+        } else {
+            listed.contains(path.as_str())
+        };
+        if !owned {
+            return false;
+        }
+    }
+    true
+}
+
+/// Every file below `path` (or `path` itself), stamped, keyed by its path below the stash.
+/// `__pycache__` folders are removed on the way: uv's uninstall removes them, and a fresh install
+/// has none.
+fn walk_files(path: &Path, name: &str, files: &mut BTreeMap<String, FileStamp>) {
+    let Ok(meta) = path.symlink_metadata() else {
+        return;
+    };
+    if meta.is_dir() {
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let child = entry.file_name().to_string_lossy().into_owned();
+            if child == "__pycache__" {
+                let _ = std::fs::remove_dir_all(entry.path());
+                continue;
+            }
+            walk_files(&entry.path(), &format!("{name}/{child}"), files);
+        }
+        return;
+    }
+    files.insert(
+        name.to_string(),
+        FileStamp {
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            ino: meta.ino(),
+        },
+    );
+}
+
+fn read_record(dist_info: &Path) -> Option<Vec<String>> {
+    let mut file = std::fs::File::open(dist_info.join("RECORD")).ok()?;
+    let record = uv_install_wheel::read_record(&mut file).ok()?;
+    Some(record.into_iter().map(|entry| entry.path).collect())
+}
+
+fn read_manifest(dir: &Path, entry: &Entry) -> Option<Manifest> {
+    let text = std::fs::read(dir.join(entry.manifest_name())).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn write_manifest(dir: &Path, entry: &Entry, manifest: &Manifest) -> std::io::Result<()> {
+    let text = serde_json::to_vec(manifest).map_err(std::io::Error::other)?;
+    // Written under a temporary name and renamed: a manifest is whole or absent.
+    let partial = dir.join(format!("{}.partial", entry.id));
+    std::fs::write(&partial, text)?;
+    std::fs::rename(partial, dir.join(entry.manifest_name()))
+}
+
+/// One stash entry, as its manifest's name tells it: `<id>~<wheel hash>~<bytes>.json`.
+pub struct Entry {
+    id: String,
+    key_hash: u64,
+    bytes: u64,
+}
+
+impl Entry {
+    fn manifest_name(&self) -> String {
+        format!("{}~{:016x}~{}.json", self.id, self.key_hash, self.bytes)
+    }
+
+    fn parse(file_name: &str) -> Option<Self> {
+        let stem = file_name.strip_suffix(".json")?;
+        let mut parts = stem.rsplitn(3, '~');
+        let bytes = parts.next()?.parse().ok()?;
+        let key_hash = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let id = parts.next()?.to_string();
+        Some(Self {
+            id,
+            key_hash,
+            bytes,
+        })
+    }
+}
+
+impl WheelKey {
+    /// A hash that is the same in every process (FNV-1a over the key's fields).
+    fn hash(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let fields = [
+            self.filename.as_bytes(),
+            self.archive.as_os_str().as_encoded_bytes(),
+            self.hashes.as_bytes(),
+            self.cache_info.as_bytes(),
+        ];
+        for field in fields {
+            for byte in field.iter().chain(&[0]) {
+                hash ^= u64::from(*byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        hash
+    }
+}
+
+fn entries(dir: &Path) -> Vec<Entry> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    read.flatten()
+        .filter_map(|e| Entry::parse(&e.file_name().to_string_lossy()))
+        .collect()
+}
+
+/// Remove an entry: its manifest and every stashed path.
+fn discard(dir: &Path, entry: &Entry, manifest: &Manifest) {
+    let _ = std::fs::remove_file(dir.join(entry.manifest_name()));
+    for item in &manifest.items {
+        remove_any(&dir.join(&item.stashed));
+    }
+}
+
+fn remove_any(path: &Path) {
+    if path.symlink_metadata().is_ok_and(|meta| meta.is_dir()) {
+        let _ = std::fs::remove_dir_all(path);
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Undo an interrupted swap (see the module comment), then drop what no manifest accounts for.
+fn recover(dir: &Path) {
+    let journal = dir.join("journal");
+    if let Ok(text) = std::fs::read_to_string(&journal) {
+        for line in text.lines().rev() {
+            let Some((from, to)) = line.split_once('\t') else {
+                continue;
+            };
+            let (from, to) = (Path::new(from), Path::new(to));
+            if to.symlink_metadata().is_ok() && from.symlink_metadata().is_err() {
+                let _ = std::fs::rename(to, from);
+            }
+        }
+        let _ = std::fs::remove_file(&journal);
+        sweep(dir);
+    }
+}
+
+/// Remove stashed paths that belong to no manifest (a swap that was undone) and manifests whose
+/// paths are gone.
+fn sweep(dir: &Path) {
+    let mut kept: HashSet<String> = HashSet::new();
+    for entry in entries(dir) {
+        let manifest = read_manifest(dir, &entry);
+        match manifest {
+            Some(manifest)
+                if manifest
+                    .items
+                    .iter()
+                    .all(|i| dir.join(&i.stashed).symlink_metadata().is_ok()) =>
+            {
+                kept.extend(manifest.items.into_iter().map(|item| item.stashed));
+                kept.insert(entry.manifest_name());
+            }
+            Some(manifest) => discard(dir, &entry, &manifest),
+            None => {
+                let _ = std::fs::remove_file(dir.join(entry.manifest_name()));
+            }
+        }
+    }
+    if let Ok(read) = std::fs::read_dir(dir) {
+        for found in read.flatten() {
+            let name = found.file_name().to_string_lossy().into_owned();
+            if !kept.contains(&name) {
+                remove_any(&found.path());
+            }
+        }
+    }
+}
+
+/// Keep at most `MAX_ENTRIES` entries and `MAX_BYTES` bytes, dropping the least recently used
+/// (the oldest manifests: a manifest is written when its entry is stashed).
+fn prune(dir: &Path) {
+    let mut found: Vec<(std::time::SystemTime, Entry)> = entries(dir)
+        .into_iter()
+        .filter_map(|entry| {
+            let meta = std::fs::metadata(dir.join(entry.manifest_name())).ok()?;
+            Some((meta.modified().ok()?, entry))
+        })
+        .collect();
+    if found.len() <= MAX_ENTRIES && found.iter().map(|(_, e)| e.bytes).sum::<u64>() <= MAX_BYTES {
+        return;
+    }
+    found.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
+    let mut bytes = 0;
+    for (i, (_, entry)) in found.iter().enumerate() {
+        bytes += entry.bytes;
+        if (i >= MAX_ENTRIES || bytes > MAX_BYTES)
+            && let Some(manifest) = read_manifest(dir, entry)
+        {
+            discard(dir, entry, &manifest);
+        }
+    }
+}
+
+/// Empty the stash of an environment root (a venv or a `--target` folder).
+pub fn clear(root: &Path) -> bool {
+    let dir = root.join(STASH_DIR);
+    let existed = dir.is_dir();
+    if existed {
+        recover(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    existed
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}{:x}{}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// For the crash-safety test only: `UV_FFI_TEST_STASH_PAUSE_MS` sleeps after each rename, so a
+/// test can kill the process in the middle of a swap.
+fn pause_for_tests() {
+    static PAUSE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var("UV_FFI_TEST_STASH_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(ms) = pause {
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
+    }
+}
