@@ -303,31 +303,38 @@ class Bench:
                 if isinstance(tool, WorkerTool):
                     # Then back-to-back calls, as a host swapping many times in a row makes them.
                     self.burst(tool, current[tool.name])
-        self.swaps_in_copy_mode(step)
+        for mode in ("hardlink", "copy", "symlink"):
+            self.swaps_in_link_mode(step, mode)
 
-    def swaps_in_copy_mode(self, step: Callable[[Tool, str], float]) -> None:
-        """The same swap with ``--link-mode copy`` (the multi-version manager's default), beside
-        uv's and the upstream package's copy mode and the bare copy floor, round by round."""
-        scenario = "warm swap, copy mode"
-        copy = "--link-mode copy"
-        tools: List[Tool] = [WorkerTool("uv-ffi", copy, sys.executable, self.env_with_cache("engine-copy"))]
+    def swaps_in_link_mode(self, step: Callable[[Tool, str], float], mode: str) -> None:
+        """The same swap in one link mode (copy is the multi-version manager's default): the
+        engine with its stash (every swap after the first two brings a version back from the
+        stash) and without it (``UV_FFI_STASH=0``: what a version not in the stash costs), beside
+        uv's and the upstream package's same mode and the bare filesystem floor, round by round."""
+        scenario = "warm swap, %s mode" % mode
+        link = "--link-mode " + mode
+        no_stash = dict(self.env_with_cache("engine-nostash-" + mode), UV_FFI_STASH="0")
+        tools: List[Tool] = [
+            WorkerTool("uv-ffi", link, sys.executable, self.env_with_cache("engine-" + mode)),
+            WorkerTool("uv-ffi (stash off)", link, sys.executable, no_stash),
+        ]
         uv = find_uv()
         if uv:
-            tools.append(CommandTool("uv pip (copy)", copy, [uv, "pip"], self.env_with_cache("uv-copy")))
+            tools.append(CommandTool("uv pip (%s)" % mode, link, [uv, "pip"], self.env_with_cache("uv-" + mode)))
         if self.upstream_python:
-            tools.append(WorkerTool("upstream (copy)", copy, self.upstream_python, self.env_with_cache("up-copy")))
+            tools.append(WorkerTool("upstream (%s)" % mode, link, self.upstream_python, self.env_with_cache("up-" + mode)))
         for tool in tools:
-            tool.venv = make_venv(self.path("venv-copy-" + tool.name.split()[0]))
+            tool.venv = make_venv(self.path("venv-%s-%s" % (mode, tool.name.replace(" ", "_").replace("(", "").replace(")", ""))))
             for version in (SWAP_VERSIONS[0], SWAP_VERSIONS[1]):  # warm-up: install, swap once
                 self.attempt("warm-up", tool.name, lambda t=tool, v=version: step(t, v))
-        floor = self.filesystem_floor(copy=True)
+        floor = self.filesystem_floor(mode)
         current = SWAP_VERSIONS[1]
         try:
             for _ in range(self.args.rounds):
                 current = SWAP_VERSIONS[1] if current == SWAP_VERSIONS[0] else SWAP_VERSIONS[0]
                 for tool in tools:
                     self.attempt(scenario, tool.name, lambda t=tool, v=current: step(t, v))
-                self.record(scenario, "filesystem floor (copy)", floor())
+                self.record(scenario, "filesystem floor (%s)" % mode, floor())
         finally:
             for tool in tools:
                 tool.close()
@@ -348,16 +355,17 @@ class Bench:
         for ms in reply["ms"]:
             self.record(name, tool.name, ms)
 
-    def filesystem_floor(self, copy: bool = False) -> Callable[[], float]:
-        """The swap's unlinks and hardlinks (or copies: content and permission bits, as uv's copy
-        mode) done with plain system calls: what no installer beats.
+    def filesystem_floor(self, mode: str = "hardlink") -> Callable[[], float]:
+        """The swap's unlinks and hardlinks (or copies, with content and permission bits as uv's
+        copy mode makes them, or symlinks) done with plain system calls: what no installer that
+        deletes and re-creates the files beats.
 
         Returns a function doing one timed swap, so that the floor is measured in the same
         rounds as the tools, under the same conditions.
         """
         sources = {}
         for version in SWAP_VERSIONS:
-            folder = self.path("floor-src-%s-%s" % ("copy" if copy else "link", version))
+            folder = tempfile.mkdtemp(prefix="floor-src-%s-%s-" % (mode, version), dir=self.work)
             wheel = os.path.join(self.path("wheels"), "bench_swap-%s-py3-none-any.whl" % version)
             with zipfile.ZipFile(wheel) as archive:
                 archive.extractall(folder)
@@ -367,9 +375,8 @@ class Bench:
                     files.append(os.path.relpath(os.path.join(root, name), folder))
             dirs = sorted({os.path.dirname(f) for f in files if os.path.dirname(f)})
             sources[version] = (folder, files, dirs)
-        target = self.path("floor-target-copy" if copy else "floor-target")
-        os.makedirs(target)
-        link = shutil.copy if copy else os.link
+        target = tempfile.mkdtemp(prefix="floor-target-%s-" % mode, dir=self.work)
+        link = {"hardlink": os.link, "copy": shutil.copy, "symlink": os.symlink}[mode]
 
         def place(version: str) -> None:
             folder, files, dirs = sources[version]
@@ -388,8 +395,8 @@ class Bench:
         place(SWAP_VERSIONS[0])
         state = {"current": SWAP_VERSIONS[0]}
         self.notes.append("filesystem floor (%s): %d files unlinked and %d %s per swap" % (
-            "copy" if copy else "hardlink", len(sources[SWAP_VERSIONS[0]][1]), len(sources[SWAP_VERSIONS[1]][1]),
-            "copied (shutil.copy)" if copy else "hardlinked"))
+            mode, len(sources[SWAP_VERSIONS[0]][1]), len(sources[SWAP_VERSIONS[1]][1]),
+            {"hardlink": "hardlinked", "copy": "copied (shutil.copy)", "symlink": "symlinked"}[mode]))
 
         def swap() -> float:
             new = SWAP_VERSIONS[1] if state["current"] == SWAP_VERSIONS[0] else SWAP_VERSIONS[0]

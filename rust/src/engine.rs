@@ -180,6 +180,13 @@ impl Engine {
             let env = with_layout(base, &key)?;
             self.envs.insert(key.clone(), EnvState::new(env)?);
         }
+        // A swap a killed process left half done is undone before anything reads the disk.
+        let state = self.envs.get_mut(&key).expect("inserted above");
+        if let Some(root) = crate::stash::root_of(&key, state)
+            && crate::stash::recover_interrupted(&root)
+        {
+            state.invalidate();
+        }
         // Touched first, so that the folder just added is among those kept.
         self.touch(&key);
         if new && key.is_one_off() {

@@ -179,10 +179,9 @@ pub struct EnvState {
     /// Resolutions of recent calls, by their inputs (see `install::reuse_key`), newest last.
     resolutions: std::collections::VecDeque<(String, KeptResolution)>,
     pub counters: ViewCounters,
-    /// The wheel each distribution this engine installed came from, with its `.dist-info`
-    /// folder's inode then (a reinstall by another tool makes a new folder): what the stash
-    /// files it under when a swap replaces it (`stash.rs`).
-    pub wheel_keys: std::collections::HashMap<(String, String), (crate::stash::WheelKey, u64)>,
+    /// The distributions this engine installed from index wheels, as they were right after:
+    /// what a swap that replaces one may move into the stash (`stash.rs`).
+    pub installed_wheels: std::collections::HashMap<(String, String), crate::stash::Installed>,
 }
 
 /// How many resolutions an environment keeps for reuse (a host swapping between a few versions
@@ -208,7 +207,7 @@ impl EnvState {
             satisfied: std::collections::HashSet::new(),
             resolutions: std::collections::VecDeque::new(),
             counters: ViewCounters::default(),
-            wheel_keys: std::collections::HashMap::new(),
+            installed_wheels: std::collections::HashMap::new(),
         })
     }
 
@@ -320,7 +319,7 @@ impl EnvState {
 
     /// Forget everything read from disk; the next use rescans.
     pub fn invalidate(&mut self) {
-        self.wheel_keys.clear();
+        self.installed_wheels.clear();
         self.site = None;
         self.view_known = false;
         self.fingerprint = None;

@@ -4,7 +4,6 @@
 //! report the changelog. Each stage takes what the earlier ones produced.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::MetadataExt;
 
 use uv_cache::{Cache, Refresh};
 use uv_client::{FlatIndexClient, RegistryClient, RegistryClientBuilder};
@@ -41,7 +40,7 @@ use crate::index::{IndexPages, KeptIndexes};
 use crate::install::{self, Call, Pair};
 use crate::progress;
 use crate::staging::Staging;
-use crate::stash::{Entry, Stash, WheelKey};
+use crate::stash::{Found, Stash, WheelKey};
 
 /// Read the requirements: arguments, `-r` files and `-c` files, with uv's own reader. Project
 /// files as requirement sources are left to uv's own command line.
@@ -527,17 +526,22 @@ pub async fn apply(
     let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
     let keys: Vec<Option<WheelKey>> = to_install.iter().map(WheelKey::of).collect();
     let mut stash = Stash::open(state, context.call.key);
-    let hits = stash_hits(stash.as_mut(), &keys, &to_install);
+    let hits = stash_hits(stash.as_mut(), &keys);
     let (stashed, to_remove) = stash_out(stash.as_mut(), reinstalls, state);
     let mut removed = crate::uninstall::remove(context.interpreter, &to_remove, state).await?;
     removed.extend(stashed);
     removed.sort();
     profile.mark("uninstall");
-    let (restored, to_link) = restore(stash.as_mut(), hits, to_install, state);
-    let linked = link(context, to_link, state)?;
+    let (restored, to_link) = restore(stash.as_mut(), hits, to_install, keys, state);
+    let linked = link(
+        context,
+        to_link.iter().map(|(dist, _)| dist.clone()).collect(),
+        state,
+    )?;
     if let Some(stash) = stash {
         stash.finish();
     }
+    remember_linked(context.interpreter, to_link, state);
     profile.mark("install");
     let mut installed: Vec<Pair> = restored
         .iter()
@@ -545,26 +549,17 @@ pub async fn apply(
         .map(cached_pair)
         .collect();
     installed.sort();
-    remember_wheels(
-        context.interpreter,
-        to_install_keys(&restored, &linked, &keys),
-        state,
-    );
     state.apply_delta(&installed, &removed);
     Ok((installed, removed))
 }
 
 /// The stash entry for each wheel to install, if every one has one: the swap is then renames
 /// only, and journaled so that a crash leaves the old versions in place (see `stash.rs`).
-fn stash_hits(
-    stash: Option<&mut Stash>,
-    keys: &[Option<WheelKey>],
-    to_install: &[CachedDist],
-) -> Vec<Option<Entry>> {
+fn stash_hits(stash: Option<&mut Stash>, keys: &[Option<WheelKey>]) -> Vec<Option<Found>> {
     let Some(stash) = stash else {
-        return to_install.iter().map(|_| None).collect();
+        return keys.iter().map(|_| None).collect();
     };
-    let hits: Vec<Option<Entry>> = keys
+    let hits: Vec<Option<Found>> = keys
         .iter()
         .map(|key| key.as_ref().and_then(|key| stash.find(key)))
         .collect();
@@ -574,8 +569,8 @@ fn stash_hits(
     hits
 }
 
-/// Move into the stash each replaced distribution this engine installed from a known wheel;
-/// returns those moved, and those to remove as uv does.
+/// Move into the stash each replaced distribution this engine installed from an index wheel
+/// and nobody changed since; returns those moved, and those to remove as uv does.
 fn stash_out(
     stash: Option<&mut Stash>,
     replaced: Vec<InstalledDist>,
@@ -588,10 +583,8 @@ fn stash_out(
     let mut rest = Vec::new();
     for dist in replaced {
         let pair = install::installed_pair(&dist);
-        let known = state.wheel_keys.get(&pair).filter(|(_, inode)| {
-            std::fs::metadata(dist.install_path()).is_ok_and(|meta| meta.ino() == *inode)
-        });
-        match known.and_then(|(key, _)| stash.stash_out(&dist, key)) {
+        let known = state.installed_wheels.remove(&pair);
+        match known.and_then(|installed| stash.stash_out(&dist, &installed)) {
             Some(pair) => {
                 progress::emit(progress::Event::Uninstalled {
                     name: pair.0.clone(),
@@ -607,68 +600,56 @@ fn stash_out(
     (stashed, rest)
 }
 
-/// Bring back from the stash the wheels it holds; returns those restored, and those to link.
+/// Bring back from the stash the wheels it holds; returns those restored, and those to link
+/// (with their wheel keys).
 fn restore(
     stash: Option<&mut Stash>,
-    hits: Vec<Option<Entry>>,
+    hits: Vec<Option<Found>>,
     to_install: Vec<CachedDist>,
+    keys: Vec<Option<WheelKey>>,
     state: &mut EnvState,
-) -> (Vec<CachedDist>, Vec<CachedDist>) {
-    let Some(stash) = stash else {
-        return (Vec::new(), to_install);
-    };
+) -> (Vec<CachedDist>, Vec<(CachedDist, Option<WheelKey>)>) {
     let mut restored = Vec::new();
     let mut to_link = Vec::new();
-    for (dist, hit) in to_install.into_iter().zip(hits) {
-        if hit.is_some_and(|entry| stash.restore(&entry)) {
-            let (name, version) = cached_pair(&dist);
-            progress::emit(progress::Event::Installed { name, version });
-            state.counters.restored += 1;
-            restored.push(dist);
-        } else {
-            to_link.push(dist);
+    let Some(stash) = stash else {
+        return (restored, to_install.into_iter().zip(keys).collect());
+    };
+    for ((dist, key), hit) in to_install.into_iter().zip(keys).zip(hits) {
+        match hit.and_then(|found| stash.restore(found)) {
+            Some(installed) => {
+                let (name, version) = cached_pair(&dist);
+                progress::emit(progress::Event::Installed {
+                    name: name.clone(),
+                    version: version.clone(),
+                });
+                state.counters.restored += 1;
+                state.installed_wheels.insert((name, version), installed);
+                restored.push(dist);
+            }
+            None => to_link.push((dist, key)),
         }
     }
     (restored, to_link)
 }
 
-/// The wheel key of each distribution installed by this call, in the order given.
-fn to_install_keys<'a>(
-    restored: &'a [CachedDist],
-    linked: &'a [CachedDist],
-    keys: &'a [Option<WheelKey>],
-) -> Vec<(&'a CachedDist, WheelKey)> {
-    let by_name: std::collections::HashMap<String, &WheelKey> = keys
-        .iter()
-        .flatten()
-        .map(|key| (key.filename.clone(), key))
-        .collect();
-    restored
-        .iter()
-        .chain(linked)
-        .filter_map(|dist| {
-            let key = by_name.get(&dist.filename().to_string())?;
-            Some((dist, (*key).clone()))
-        })
-        .collect()
-}
-
-/// Remember which wheel each installed distribution came from (and its `.dist-info` inode).
-fn remember_wheels(
+/// Survey each distribution just linked from an index wheel, so that a later swap may stash it.
+fn remember_linked(
     interpreter: &Interpreter,
-    installed: Vec<(&CachedDist, WheelKey)>,
+    linked: Vec<(CachedDist, Option<WheelKey>)>,
     state: &mut EnvState,
 ) {
+    if !crate::stash::enabled() {
+        return;
+    }
     let layout = interpreter.layout();
-    for (dist, key) in installed {
+    for (dist, key) in linked {
+        let Some(key) = key else { continue };
         let Ok(dist_info) = uv_install_wheel::installed_dist_info_path(&layout, &key.archive)
         else {
             continue;
         };
-        if let Ok(meta) = std::fs::metadata(&dist_info) {
-            state
-                .wheel_keys
-                .insert(cached_pair(dist), (key, meta.ino()));
+        if let Some(installed) = crate::stash::Installed::survey(key, &dist_info) {
+            state.installed_wheels.insert(cached_pair(&dist), installed);
         }
     }
 }

@@ -68,13 +68,40 @@ struct Item {
     stashed: String,
 }
 
-/// A file as it was when stashed.
+/// A file (size, mode, times, inode) or a folder (its inode only: its times move with
+/// `__pycache__`). A file hard-linked from uv's cache keeps no change time: another environment
+/// linking the same cache file moves it, and its content is the cache's, which is what uv would
+/// link again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct FileStamp {
+pub struct FileStamp {
     size: u64,
+    mode: u32,
     mtime_ns: i128,
     ctime_ns: i128,
     ino: u64,
+}
+
+/// Every file and folder of a distribution's movable paths, keyed by path as RECORD names them.
+pub type Stamps = BTreeMap<String, FileStamp>;
+
+/// What the engine saw of a distribution right after it installed it: the wheel, the paths
+/// that carry it, and their stamps. Only a distribution still exactly so is stashed (an edit
+/// made while installed must not come back with it).
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub key: WheelKey,
+    items: Vec<String>,
+    stamps: Stamps,
+}
+
+impl Installed {
+    /// Survey a distribution just installed from `key`'s wheel (`None`: it cannot be stashed).
+    pub fn survey(key: WheelKey, dist_info: &Path) -> Option<Self> {
+        let site = dist_info.parent()?;
+        let items = movable_items(site, &read_record(dist_info)?)?;
+        let stamps = stamp_paths(site, &items, &mut Vec::new());
+        Some(Self { key, items, stamps })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -83,8 +110,8 @@ struct Manifest {
     name: String,
     version: String,
     items: Vec<Item>,
-    /// Every file under every item, by path below the stash folder.
-    files: BTreeMap<String, FileStamp>,
+    /// Every file and folder of the items, keyed as in the environment.
+    files: Stamps,
     bytes: u64,
 }
 
@@ -92,8 +119,6 @@ struct Manifest {
 pub struct Stash {
     dir: PathBuf,
     site: PathBuf,
-    /// Renames of this swap, journaled while `atomic` (see the module comment).
-    journal: Vec<(PathBuf, PathBuf)>,
     atomic: bool,
 }
 
@@ -102,18 +127,41 @@ pub fn enabled() -> bool {
     std::env::var_os("UV_FFI_STASH").is_none_or(|v| v != "0")
 }
 
+/// The folder whose `.uv-ffi-stash` serves an environment: the `--target` folder, or the
+/// virtual environment (none for a system interpreter or a `--prefix`).
+pub fn root_of(key: &EnvKey, state: &EnvState) -> Option<PathBuf> {
+    match (&key.target, &key.prefix) {
+        (Some(target), _) => Some(target.clone()),
+        (None, None) if state.env.interpreter().is_virtualenv() => Some(key.root.clone()),
+        _ => None,
+    }
+}
+
+/// Undo a swap that a killed process left half done, before anything reads the environment
+/// (one `stat` when there is none). Skipped while another process holds the environment's lock:
+/// it may be in the middle of that swap. True when something was undone.
+pub fn recover_interrupted(root: &Path) -> bool {
+    let dir = root.join(STASH_DIR);
+    if !dir.join("journal").exists() {
+        return false;
+    }
+    let mode = uv_fs::LockedFileMode::Exclusive;
+    let resource = root.display().to_string();
+    let Some(_lock) = uv_fs::LockedFile::acquire_no_wait(root.join(".lock"), mode, resource) else {
+        return false;
+    };
+    recover(&dir);
+    true
+}
+
 impl Stash {
-    /// The stash of `state`'s environment: a virtual environment or a `--target` folder, on the
-    /// same filesystem as its site folder. Recovers an interrupted swap first.
+    /// The stash of `state`'s environment, on the same filesystem as its site folder (see
+    /// [`root_of`]). Recovers an interrupted swap first.
     pub fn open(state: &EnvState, key: &EnvKey) -> Option<Self> {
         if !enabled() {
             return None;
         }
-        let root = match (&key.target, &key.prefix) {
-            (Some(target), _) => target.clone(),
-            (None, None) if state.env.interpreter().is_virtualenv() => key.root.clone(),
-            _ => return None,
-        };
+        let root = root_of(key, state)?;
         let site = state.site_dirs().into_iter().next()?;
         let same_fs = std::fs::metadata(&root).ok()?.dev() == std::fs::metadata(&site).ok()?.dev();
         if !same_fs {
@@ -125,7 +173,6 @@ impl Stash {
         Some(Self {
             dir,
             site,
-            journal: Vec::new(),
             atomic: false,
         })
     }
@@ -136,7 +183,7 @@ impl Stash {
     }
 
     /// The entry holding exactly `key`'s wheel, intact; a damaged entry is discarded.
-    pub fn find(&self, key: &WheelKey) -> Option<Entry> {
+    pub fn find(&self, key: &WheelKey) -> Option<Found> {
         let wanted = key.hash();
         for entry in entries(&self.dir)
             .into_iter()
@@ -149,31 +196,39 @@ impl Stash {
                 continue;
             }
             if self.intact(&manifest) {
-                return Some(entry);
+                return Some(Found { entry, manifest });
             }
             discard(&self.dir, &entry, &manifest);
         }
         None
     }
 
-    /// Move `dist` into the stash as `key`'s wheel. `None` (nothing moved) when its files cannot
-    /// be moved whole: the caller removes it as uv does.
-    pub fn stash_out(&mut self, dist: &InstalledDist, key: &WheelKey) -> Option<(String, String)> {
+    /// Move `dist` into the stash, if it is still exactly as the engine installed it. `None`
+    /// (nothing moved) otherwise: the caller removes it as uv does.
+    pub fn stash_out(
+        &mut self,
+        dist: &InstalledDist,
+        installed: &Installed,
+    ) -> Option<(String, String)> {
         let site = dist.install_path().parent()?.to_path_buf();
         if site != self.site {
             return None;
         }
-        let record = read_record(dist.install_path())?;
-        let originals = movable_items(&site, &record)?;
+        let mut bytecode = Vec::new();
+        let now = stamp_paths(&site, &installed.items, &mut bytecode);
+        if now != installed.stamps {
+            return None;
+        }
         if !self.dir.is_dir() {
             std::fs::create_dir(&self.dir).ok()?;
         }
         let id = format!("{}-{}-{}", dist.name(), dist.version(), unique());
-        let items: Vec<Item> = originals
-            .into_iter()
+        let items: Vec<Item> = installed
+            .items
+            .iter()
             .enumerate()
             .map(|(i, original)| Item {
-                original,
+                original: original.clone(),
                 stashed: format!("{id}.{i}"),
             })
             .collect();
@@ -182,51 +237,68 @@ impl Stash {
             .map(|item| (site.join(&item.original), self.dir.join(&item.stashed)))
             .collect();
         self.rename_all(&moves).ok()?;
-        let (files, bytes) = self.stamp_items(&items);
+        // uv's uninstall removes `__pycache__`, and a fresh install has none.
+        for folder in &bytecode {
+            if let Some(path) = stashed_path(&self.dir, &items, folder) {
+                let _ = std::fs::remove_dir_all(path);
+            }
+        }
+        let files = restamp_roots(now, &items, |item| self.dir.join(&item.stashed));
         let manifest = Manifest {
-            key: key.clone(),
+            key: installed.key.clone(),
             name: dist.name().to_string(),
             version: dist.version().to_string(),
             items,
+            bytes: files
+                .values()
+                .filter(|s| s.size != FOLDER)
+                .map(|s| s.size)
+                .sum(),
             files,
-            bytes,
         };
         let entry = Entry {
             id,
-            key_hash: key.hash(),
+            key_hash: installed.key.hash(),
             bytes: manifest.bytes,
         };
         write_manifest(&self.dir, &entry, &manifest).ok()?;
         Some((manifest.name, manifest.version))
     }
 
-    /// Bring entry `id` back into the environment. False (nothing moved) when one of its paths
-    /// is taken: the caller installs the wheel as usual.
-    pub fn restore(&mut self, entry: &Entry) -> bool {
-        let Some(manifest) = read_manifest(&self.dir, entry) else {
-            return false;
-        };
+    /// Bring an entry back into the environment; returns what is then installed. `None`
+    /// (nothing moved) when one of its paths is taken: the caller installs the wheel as usual.
+    pub fn restore(&mut self, found: Found) -> Option<Installed> {
+        let Found { entry, manifest } = found;
         let moves: Vec<(PathBuf, PathBuf)> = manifest
             .items
             .iter()
             .map(|item| (self.dir.join(&item.stashed), self.site.join(&item.original)))
             .collect();
         if moves.iter().any(|(_, to)| to.symlink_metadata().is_ok()) {
-            return false;
+            return None;
         }
         for (_, to) in &moves {
             if let Some(parent) = to.parent()
                 && !parent.is_dir()
                 && std::fs::create_dir_all(parent).is_err()
             {
-                return false;
+                return None;
             }
         }
-        if self.rename_all(&moves).is_err() {
-            return false;
-        }
+        self.rename_all(&moves).ok()?;
         let _ = std::fs::remove_file(self.dir.join(entry.manifest_name()));
-        true
+        let stamps = restamp_roots(manifest.files, &manifest.items, |item| {
+            self.site.join(&item.original)
+        });
+        Some(Installed {
+            key: manifest.key,
+            items: manifest
+                .items
+                .into_iter()
+                .map(|item| item.original)
+                .collect(),
+            stamps,
+        })
     }
 
     /// The swap is complete: drop the journal and keep the stash within its bounds.
@@ -239,13 +311,11 @@ impl Stash {
     pub fn settle(&mut self) {
         if !self.atomic {
             let _ = std::fs::remove_file(self.dir.join("journal"));
-            self.journal.clear();
         }
     }
 
     fn rename_all(&mut self, moves: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
-        self.journal.extend(moves.iter().cloned());
-        self.write_journal()?;
+        self.write_journal(moves)?;
         for (done, (from, to)) in moves.iter().enumerate() {
             if let Err(err) = std::fs::rename(from, to) {
                 // Put back what this batch moved; the environment is as it was.
@@ -259,28 +329,28 @@ impl Stash {
         Ok(())
     }
 
-    fn write_journal(&self) -> std::io::Result<()> {
+    /// Append `moves` to the journal (created by the swap's first batch).
+    fn write_journal(&self, moves: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
         let mut text = String::new();
-        for (from, to) in &self.journal {
+        for (from, to) in moves {
             text.push_str(&format!("{}\t{}\n", from.display(), to.display()));
         }
-        let mut file = std::fs::File::create(self.dir.join("journal"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("journal"))?;
         file.write_all(text.as_bytes())
     }
 
-    fn stamp_items(&self, items: &[Item]) -> (BTreeMap<String, FileStamp>, u64) {
-        let mut files = BTreeMap::new();
-        for item in items {
-            walk_files(&self.dir.join(&item.stashed), &item.stashed, &mut files);
-        }
-        let bytes = files.values().map(|stamp| stamp.size).sum();
-        (files, bytes)
-    }
-
     fn intact(&self, manifest: &Manifest) -> bool {
-        let mut files = BTreeMap::new();
+        let mut files = Stamps::new();
         for item in &manifest.items {
-            walk_files(&self.dir.join(&item.stashed), &item.stashed, &mut files);
+            stamp_path(
+                &self.dir.join(&item.stashed),
+                &item.original,
+                &mut files,
+                &mut Vec::new(),
+            );
         }
         files == manifest.files
     }
@@ -353,36 +423,99 @@ fn owns_folder(folder: &Path, prefix: &str, listed: &HashSet<&str>) -> bool {
     true
 }
 
-/// Every file below `path` (or `path` itself), stamped, keyed by its path below the stash.
-/// `__pycache__` folders are removed on the way: uv's uninstall removes them, and a fresh install
-/// has none.
-fn walk_files(path: &Path, name: &str, files: &mut BTreeMap<String, FileStamp>) {
-    let Ok(meta) = path.symlink_metadata() else {
+/// Stamps of every file and folder of `items` (paths below `site`), keyed as in RECORD; the
+/// `__pycache__` folders met are left out and listed in `bytecode`.
+fn stamp_paths(site: &Path, items: &[String], bytecode: &mut Vec<String>) -> Stamps {
+    let mut stamps = Stamps::new();
+    for item in items {
+        stamp_path(&site.join(item), item, &mut stamps, bytecode);
+    }
+    stamps
+}
+
+fn stamp_path(path: &Path, name: &str, stamps: &mut Stamps, bytecode: &mut Vec<String>) {
+    if let Ok(meta) = path.symlink_metadata() {
+        if meta.is_dir() {
+            stamps.insert(name.to_string(), FileStamp::of_folder(&meta));
+            stamp_folder(path, name, stamps, bytecode);
+        } else {
+            stamps.insert(name.to_string(), FileStamp::of(&meta));
+        }
+    }
+}
+
+/// The entries below a folder, each stamped relative to its folder's handle (`fstatat`), which
+/// spares resolving the whole path once per file.
+fn stamp_folder(path: &Path, name: &str, stamps: &mut Stamps, bytecode: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(path) else {
         return;
     };
-    if meta.is_dir() {
-        let Ok(entries) = std::fs::read_dir(path) else {
-            return;
+    for entry in entries.flatten() {
+        let child = format!("{name}/{}", entry.file_name().to_string_lossy());
+        let Ok(meta) = entry.metadata() else {
+            continue;
         };
-        for entry in entries.flatten() {
-            let child = entry.file_name().to_string_lossy().into_owned();
-            if child == "__pycache__" {
-                let _ = std::fs::remove_dir_all(entry.path());
-                continue;
-            }
-            walk_files(&entry.path(), &format!("{name}/{child}"), files);
+        if meta.is_dir() && entry.file_name() == "__pycache__" {
+            bytecode.push(child);
+        } else if meta.is_dir() {
+            stamps.insert(child.clone(), FileStamp::of_folder(&meta));
+            stamp_folder(&entry.path(), &child, stamps, bytecode);
+        } else {
+            stamps.insert(child, FileStamp::of(&meta));
         }
-        return;
     }
-    files.insert(
-        name.to_string(),
-        FileStamp {
+}
+
+/// `stamps` after the items were renamed: a renamed file's change time moved (a folder's
+/// times are not kept, and what is inside a renamed folder does not change).
+fn restamp_roots(mut stamps: Stamps, items: &[Item], now_at: impl Fn(&Item) -> PathBuf) -> Stamps {
+    for item in items {
+        if let Some(stamp) = stamps.get_mut(&item.original)
+            && stamp.size != FOLDER
+            && let Ok(meta) = now_at(item).symlink_metadata()
+        {
+            *stamp = FileStamp::of(&meta);
+        }
+    }
+    stamps
+}
+
+/// Where a path of the environment (`pkg/sub/__pycache__`) is inside the stash.
+fn stashed_path(dir: &Path, items: &[Item], original: &str) -> Option<PathBuf> {
+    items.iter().find_map(|item| {
+        let rest = original.strip_prefix(&item.original)?.strip_prefix('/')?;
+        Some(dir.join(&item.stashed).join(rest))
+    })
+}
+
+/// The size a folder's stamp carries (folders are compared by inode only).
+const FOLDER: u64 = u64::MAX;
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        let shared = meta.nlink() > 1;
+        Self {
             size: meta.size(),
+            mode: meta.mode(),
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            ctime_ns: if shared {
+                0
+            } else {
+                i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
+            },
             ino: meta.ino(),
-        },
-    );
+        }
+    }
+
+    fn of_folder(meta: &std::fs::Metadata) -> Self {
+        Self {
+            size: FOLDER,
+            mode: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            ino: meta.ino(),
+        }
+    }
 }
 
 fn read_record(dist_info: &Path) -> Option<Vec<String>> {
@@ -402,6 +535,12 @@ fn write_manifest(dir: &Path, entry: &Entry, manifest: &Manifest) -> std::io::Re
     let partial = dir.join(format!("{}.partial", entry.id));
     std::fs::write(&partial, text)?;
     std::fs::rename(partial, dir.join(entry.manifest_name()))
+}
+
+/// An intact entry holding the wheel asked for.
+pub struct Found {
+    entry: Entry,
+    manifest: Manifest,
 }
 
 /// One stash entry, as its manifest's name tells it: `<id>~<wheel hash>~<bytes>.json`.
