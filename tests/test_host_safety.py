@@ -286,7 +286,7 @@ def test_uv_command_line_in_a_forked_child_is_a_clear_error(venv, index, tmp_pat
     hang, nothing changed; the warm engine still works in that child."""
     ok(base(venv, index) + "alpha==1.0")
     exclude = base(venv, index) + "--exclude-newer 2030-01-01 alpha==1.1"
-    listing = "pip list --python %s" % venv.python
+    listing = "pip tree --python %s" % venv.python
     # Both really take uv's command line (so this test exercises that path).
     assert uv_ffi.parse_command(exclude)["route"] == "uv"
     assert uv_ffi.parse_command(listing)["route"] == "uv"
@@ -303,6 +303,8 @@ def test_uv_command_line_in_a_forked_child_is_a_clear_error(venv, index, tmp_pat
         assert "forked" in info.value.message and info.value.exit_code == 2
         assert venv.listing() == before
         assert not os.path.exists(tmp_path / "child-venv")
+        # Reads the engine answers itself still work there.
+        assert uv_ffi.install("pip list --python %s" % venv.python).engine == "view"
         # The warm engine is still there for what it honours.
         assert ok(base(venv, index) + "alpha==1.1") == ([("alpha", "1.1")], [("alpha", "1.0")])
 
@@ -488,13 +490,19 @@ def test_nothing_process_wide_changes(make_venv, index, tmp_path, capfd):
         ok(base(venv, index) + "alpha==1.1")                   # warm: swap
         ok(base(venv, index) + "alpha==1.0")                   # warm: swap back
         listing = "pip list --python %s" % venv.python
-        result = uv_ffi.install(listing)                        # uv's command line, typed API
-        assert result.engine == "uv" and "alpha" in result.stdout and "1.0" in result.stdout
+        result = uv_ffi.install(listing)                        # the engine's snapshot, typed API
+        assert result.engine == "view" and "alpha" in result.stdout and "1.0" in result.stdout
         assert capfd.readouterr() == ("", ""), "install() or the engine printed"
-        code, _, _, error = uv_ffi.run(listing)                 # uv's command line, echoed
+        code, _, _, error = uv_ffi.run(listing)                 # the engine's snapshot, echoed
         assert code == 0, error
         echoed = capfd.readouterr()
-        assert echoed == (result.stdout, result.stderr), "run() echoes exactly what uv printed"
+        assert echoed == (result.stdout, result.stderr), "run() echoes exactly what uv prints"
+        tree = "pip tree --python %s" % venv.python
+        result = uv_ffi.install(tree)                           # uv's command line, typed API
+        assert result.engine == "uv" and "alpha" in result.stdout
+        assert capfd.readouterr() == ("", ""), "install() or uv's command line printed"
+        assert uv_ffi.run(tree)[0] == 0                         # uv's command line, echoed
+        assert capfd.readouterr() == (result.stdout, result.stderr), "run() echoes what uv printed"
         made = uv_ffi.install("venv %s --python %s" % (created[round_number], sys.executable))
         assert made.engine == "uv"
         assert os.path.isfile(os.path.join(created[round_number], "pyvenv.cfg"))

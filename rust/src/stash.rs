@@ -6,17 +6,21 @@
 //! a `--target` folder (same filesystem, a dotted name no import can reach). An entry is the
 //! distribution's installed paths, each moved whole (a folder the distribution owns alone, a
 //! top-level file, a script), plus a manifest: which wheel it is (uv's cache archive, file name,
-//! hashes, cache info) and the size, times and inode of every file in it, taken after the move.
+//! hashes, cache info) and a stamp (size, mode, times, inode) of every file and folder in it.
 //! The manifest's name carries a hash of the wheel and the entry's size, so finding an entry and
 //! keeping the stash within bounds read no manifest but the one that matches.
-//! An entry is used only when the wheel uv would install now is that wheel, and every file is
-//! as recorded; anything else discards it. A distribution whose files share a folder with
-//! another's (a namespace package) is removed as uv removes it, not stashed.
+//!
+//! What is stashed is exactly what uv installed: the engine stamps a distribution right after it
+//! links it, and stashes it only if every stamp still holds (an edit made while installed is
+//! removed with it, as uv removes it). An entry is used only when the wheel uv would install
+//! now is that wheel and every stamp still holds; anything else discards it. A distribution
+//! whose files share a folder with another's (a namespace package) is removed as uv removes it.
 //!
 //! Crash safety: the renames of a swap whose new versions all come from the stash are written
-//! to `journal` first; a journal found later (the process was killed) is undone in reverse, so
-//! the environment holds the old versions, complete. A swap whose new version uv links keeps the
-//! journal only while the old version moves out, and is then as safe as uv's own install.
+//! to `journal` first; a journal found later (the process was killed) is undone in reverse,
+//! under the environment's lock, before anything reads the environment, so it holds the old
+//! versions, complete. A swap whose new version uv links keeps the journal only while the old
+//! version moves out, and is then as safe as uv's own install.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
