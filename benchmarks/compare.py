@@ -581,7 +581,9 @@ class Bench:
 
     def report(self) -> str:
         order = [
-            NOOP_FIRST, "warm no-op, back-to-back calls", "warm swap", "warm swap, back-to-back, no callback",
+            NOOP_FIRST, "warm no-op, back-to-back calls", "warm swap",
+            "warm swap, hardlink mode", "warm swap, copy mode", "warm swap, symlink mode",
+            "warm swap, back-to-back, no callback",
             "warm swap, progress callback",
             "warm swap, plan callback", "warm no-op, progress callback", "pip list",
             "cold start (new process, first install)",
@@ -692,7 +694,7 @@ def main() -> int:
             "",
             table,
             "",
-            "Notes: " + "; ".join(bench.notes) + ".",
+            "Notes: " + "; ".join(dict.fromkeys(bench.notes)) + ".",
             "",
             "Where the engine's time goes, measured inside the rounds above:",
             "",
