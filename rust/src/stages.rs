@@ -40,7 +40,7 @@ use crate::index::{IndexPages, KeptIndexes};
 use crate::install::{self, Call, Pair};
 use crate::progress;
 use crate::staging::Staging;
-use crate::stash::{Found, Stash, WheelKey};
+use crate::stash::{Found, Installed, Stash, WheelKey};
 
 /// Read the requirements: arguments, `-r` files and `-c` files, with uv's own reader. Project
 /// files as requirement sources are left to uv's own command line.
@@ -526,8 +526,17 @@ pub async fn apply(
     let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
     let keys: Vec<Option<WheelKey>> = to_install.iter().map(WheelKey::of).collect();
     let mut stash = Stash::open(state, context.call.key);
-    let hits = stash_hits(stash.as_mut(), &keys);
-    let (stashed, to_remove) = stash_out(stash.as_mut(), reinstalls, state);
+    let replaced: Vec<(InstalledDist, Option<Installed>)> = reinstalls
+        .into_iter()
+        .map(|dist| {
+            let known = state
+                .installed_wheels
+                .remove(&install::installed_pair(&dist));
+            (dist, known)
+        })
+        .collect();
+    let (hits, checked) = check_stash(stash.as_mut(), &keys, &replaced);
+    let (stashed, to_remove) = stash_out(stash.as_mut(), replaced, checked, state);
     let mut removed = crate::uninstall::remove(context.interpreter, &to_remove, state).await?;
     removed.extend(stashed);
     removed.sort();
@@ -553,38 +562,57 @@ pub async fn apply(
     Ok((installed, removed))
 }
 
-/// The stash entry for each wheel to install, if every one has one: the swap is then renames
-/// only, and journaled so that a crash leaves the old versions in place (see `stash.rs`).
-fn stash_hits(stash: Option<&mut Stash>, keys: &[Option<WheelKey>]) -> Vec<Option<Found>> {
+/// The stamp checks of a swap (a `stat` per file): the stash entry for each wheel to install,
+/// and whether each replaced distribution may be stashed. When every wheel has an entry, the
+/// swap is renames only, journaled so that a crash leaves the old versions in place (see
+/// `stash.rs`). Run one after the other: waking the pool's threads for them costs more than
+/// running them side by side saves (measured with `benchmarks/phases.py`).
+fn check_stash(
+    stash: Option<&mut Stash>,
+    keys: &[Option<WheelKey>],
+    replaced: &[(InstalledDist, Option<Installed>)],
+) -> (Vec<Option<Found>>, Vec<Option<Vec<String>>>) {
     let Some(stash) = stash else {
-        return keys.iter().map(|_| None).collect();
+        return (
+            keys.iter().map(|_| None).collect(),
+            replaced.iter().map(|_| None).collect(),
+        );
     };
     let hits: Vec<Option<Found>> = keys
         .iter()
         .map(|key| key.as_ref().and_then(|key| stash.find(key)))
         .collect();
+    let checked = replaced
+        .iter()
+        .map(|(dist, known)| known.as_ref().and_then(|i| stash.check_out(dist, i)))
+        .collect();
     if !hits.is_empty() && hits.iter().all(Option::is_some) {
         stash.make_atomic();
     }
-    hits
+    (hits, checked)
 }
 
-/// Move into the stash each replaced distribution this engine installed from an index wheel
-/// and nobody changed since; returns those moved, and those to remove as uv does.
+/// Move into the stash each replaced distribution that passed its check; returns those moved,
+/// and those to remove as uv does.
 fn stash_out(
     stash: Option<&mut Stash>,
-    replaced: Vec<InstalledDist>,
+    replaced: Vec<(InstalledDist, Option<Installed>)>,
+    checked: Vec<Option<Vec<String>>>,
     state: &mut EnvState,
 ) -> (Vec<Pair>, Vec<InstalledDist>) {
     let Some(stash) = stash else {
-        return (Vec::new(), replaced);
+        return (
+            Vec::new(),
+            replaced.into_iter().map(|(dist, _)| dist).collect(),
+        );
     };
     let mut stashed = Vec::new();
     let mut rest = Vec::new();
-    for dist in replaced {
-        let pair = install::installed_pair(&dist);
-        let known = state.installed_wheels.remove(&pair);
-        match known.and_then(|installed| stash.stash_out(&dist, &installed)) {
+    for ((dist, known), bytecode) in replaced.into_iter().zip(checked) {
+        let moved = known
+            .zip(bytecode)
+            .and_then(|(installed, bytecode)| stash.stash_out(&dist, &installed, &bytecode));
+        match moved {
             Some(pair) => {
                 progress::emit(progress::Event::Uninstalled {
                     name: pair.0.clone(),

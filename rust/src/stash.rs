@@ -207,22 +207,30 @@ impl Stash {
         None
     }
 
-    /// Move `dist` into the stash, if it is still exactly as the engine installed it. `None`
-    /// (nothing moved) otherwise: the caller removes it as uv does.
+    /// Whether `dist` is still exactly as the engine installed it (every stamp holds), so it
+    /// may be stashed; returns the `__pycache__` folders met, which do not go with it.
+    pub fn check_out(&self, dist: &InstalledDist, installed: &Installed) -> Option<Vec<String>> {
+        if dist.install_path().parent()? != self.site {
+            return None;
+        }
+        let mut bytecode = Vec::new();
+        let here: Vec<(PathBuf, &str)> = installed
+            .items
+            .iter()
+            .map(|item| (self.site.join(item), item.as_str()))
+            .collect();
+        holds(&here, &installed.stamps, &mut bytecode).then_some(bytecode)
+    }
+
+    /// Move `dist`, checked by [`Stash::check_out`], into the stash. `None` when that failed
+    /// (nothing moved): the caller removes it as uv does.
     pub fn stash_out(
         &mut self,
         dist: &InstalledDist,
         installed: &Installed,
+        bytecode: &[String],
     ) -> Option<(String, String)> {
-        let site = dist.install_path().parent()?.to_path_buf();
-        if site != self.site {
-            return None;
-        }
-        let mut bytecode = Vec::new();
-        let now = stamp_paths(&site, &installed.items, &mut bytecode);
-        if now != installed.stamps {
-            return None;
-        }
+        let site = self.site.clone();
         if !self.dir.is_dir() {
             std::fs::create_dir(&self.dir).ok()?;
         }
@@ -242,12 +250,14 @@ impl Stash {
             .collect();
         self.rename_all(&moves).ok()?;
         // uv's uninstall removes `__pycache__`, and a fresh install has none.
-        for folder in &bytecode {
+        for folder in bytecode {
             if let Some(path) = stashed_path(&self.dir, &items, folder) {
                 let _ = std::fs::remove_dir_all(path);
             }
         }
-        let files = restamp_roots(now, &items, |item| self.dir.join(&item.stashed));
+        let files = restamp_roots(installed.stamps.clone(), &items, |item| {
+            self.dir.join(&item.stashed)
+        });
         let manifest = Manifest {
             key: installed.key.clone(),
             name: dist.name().to_string(),
@@ -347,16 +357,12 @@ impl Stash {
     }
 
     fn intact(&self, manifest: &Manifest) -> bool {
-        let mut files = Stamps::new();
-        for item in &manifest.items {
-            stamp_path(
-                &self.dir.join(&item.stashed),
-                &item.original,
-                &mut files,
-                &mut Vec::new(),
-            );
-        }
-        files == manifest.files
+        let here: Vec<(PathBuf, &str)> = manifest
+            .items
+            .iter()
+            .map(|item| (self.dir.join(&item.stashed), item.original.as_str()))
+            .collect();
+        holds(&here, &manifest.files, &mut Vec::new())
     }
 }
 
@@ -468,6 +474,72 @@ fn stamp_folder(path: &Path, name: &str, stamps: &mut Stamps, bytecode: &mut Vec
             stamps.insert(child, FileStamp::of(&meta));
         }
     }
+}
+
+/// Whether every file and folder below `roots` (each a path and its name in RECORD) has the
+/// stamp `expected` holds for it, and nothing else is there (`__pycache__` aside: listed in
+/// `bytecode`). It compares while it walks, with one key buffer, so it allocates nothing per file.
+fn holds(roots: &[(PathBuf, &str)], expected: &Stamps, bytecode: &mut Vec<String>) -> bool {
+    let mut seen = 0;
+    let mut key = String::new();
+    for (path, name) in roots {
+        key.clear();
+        key.push_str(name);
+        let Ok(meta) = path.symlink_metadata() else {
+            return false;
+        };
+        if !stamp_holds(&key, &meta, expected, &mut seen) {
+            return false;
+        }
+        if meta.is_dir() && !folder_holds(path, &mut key, expected, &mut seen, bytecode) {
+            return false;
+        }
+    }
+    seen == expected.len()
+}
+
+fn folder_holds(
+    path: &Path,
+    key: &mut String,
+    expected: &Stamps,
+    seen: &mut usize,
+    bytecode: &mut Vec<String>,
+) -> bool {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return false;
+    };
+    let own = key.len();
+    for entry in entries.flatten() {
+        key.truncate(own);
+        key.push('/');
+        key.push_str(&entry.file_name().to_string_lossy());
+        let Ok(meta) = entry.metadata() else {
+            return false;
+        };
+        if meta.is_dir() && entry.file_name() == "__pycache__" {
+            bytecode.push(key.clone());
+            continue;
+        }
+        if !stamp_holds(key, &meta, expected, seen) {
+            return false;
+        }
+        if meta.is_dir() && !folder_holds(&entry.path(), key, expected, seen, bytecode) {
+            return false;
+        }
+    }
+    key.truncate(own);
+    true
+}
+
+fn stamp_holds(key: &str, meta: &std::fs::Metadata, expected: &Stamps, seen: &mut usize) -> bool {
+    let stamp = if meta.is_dir() {
+        FileStamp::of_folder(meta)
+    } else {
+        FileStamp::of(meta)
+    };
+    let same = expected.get(key) == Some(&stamp);
+    *seen += usize::from(same);
+    same
 }
 
 /// `stamps` after the items were renamed: a renamed file's change time moved (a folder's
