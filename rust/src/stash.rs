@@ -275,7 +275,12 @@ impl Stash {
             key_hash: installed.key.hash(),
             bytes: manifest.bytes,
         };
-        write_manifest(&self.dir, &entry, &manifest).ok()?;
+        if write_manifest(&self.dir, &entry, &manifest).is_err() {
+            // The distribution is out of the environment either way; without a manifest its
+            // files are of no use (a full disk, say), so they go as uv's uninstall would.
+            discard(&self.dir, &entry, &manifest);
+            let _ = std::fs::remove_file(self.dir.join(format!("{}.partial", entry.id)));
+        }
         Some((manifest.name, manifest.version))
     }
 
