@@ -182,8 +182,12 @@ impl Engine {
         }
         // A swap a killed process left half done is undone before anything reads the disk.
         let state = self.envs.get_mut(&key).expect("inserted above");
-        if let Some(root) = crate::stash::root_of(&key, state)
-            && crate::stash::recover_interrupted(&root)
+        if new {
+            state.stash_journal =
+                crate::stash::root_of(&key, state).map(|root| crate::stash::journal_of(&root));
+        }
+        if let Some(journal) = &state.stash_journal
+            && crate::stash::recover_interrupted(journal)
         {
             state.invalidate();
         }

@@ -182,6 +182,8 @@ pub struct EnvState {
     /// The distributions this engine installed from index wheels, as they were right after:
     /// what a swap that replaces one may move into the stash (`stash.rs`).
     pub installed_wheels: std::collections::HashMap<(String, String), crate::stash::Installed>,
+    /// The stash's journal, if this environment can have a stash (checked on every call).
+    pub stash_journal: Option<PathBuf>,
 }
 
 /// How many resolutions an environment keeps for reuse (a host swapping between a few versions
@@ -208,6 +210,7 @@ impl EnvState {
             resolutions: std::collections::VecDeque::new(),
             counters: ViewCounters::default(),
             installed_wheels: std::collections::HashMap::new(),
+            stash_journal: None,
         })
     }
 

@@ -526,6 +526,8 @@ pub async fn apply(
     let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
     let keys: Vec<Option<WheelKey>> = to_install.iter().map(WheelKey::of).collect();
     let mut stash = Stash::open(state, context.call.key);
+    // Only an environment that has a stash needs to know what it installed.
+    let stashing = stash.is_some();
     let replaced: Vec<(InstalledDist, Option<Installed>)> = reinstalls
         .into_iter()
         .map(|dist| {
@@ -550,7 +552,9 @@ pub async fn apply(
     if let Some(stash) = stash {
         stash.finish();
     }
-    remember_linked(context.interpreter, to_link, state);
+    if stashing {
+        remember_linked(context.interpreter, to_link, state);
+    }
     profile.mark("install");
     let mut installed: Vec<Pair> = restored
         .iter()
@@ -666,9 +670,6 @@ fn remember_linked(
     linked: Vec<(CachedDist, Option<WheelKey>)>,
     state: &mut EnvState,
 ) {
-    if !crate::stash::enabled() {
-        return;
-    }
     let layout = interpreter.layout();
     for (dist, key) in linked {
         let Some(key) = key else { continue };

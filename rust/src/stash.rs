@@ -141,20 +141,29 @@ pub fn root_of(key: &EnvKey, state: &EnvState) -> Option<PathBuf> {
     }
 }
 
+/// Where the journal of the stash at `root` is (see [`root_of`]): named once per environment,
+/// so that the check on every call is one `stat` and nothing else.
+pub fn journal_of(root: &Path) -> PathBuf {
+    root.join(STASH_DIR).join("journal")
+}
+
 /// Undo a swap that a killed process left half done, before anything reads the environment
-/// (one `stat` when there is none). Skipped while another process holds the environment's lock:
-/// it may be in the middle of that swap. True when something was undone.
-pub fn recover_interrupted(root: &Path) -> bool {
-    let dir = root.join(STASH_DIR);
-    if !dir.join("journal").exists() {
+/// (one `stat` of `journal` when there is none). Skipped while another process holds the
+/// environment's lock: it may be in the middle of that swap. True when something was undone.
+pub fn recover_interrupted(journal: &Path) -> bool {
+    if journal.symlink_metadata().is_err() {
         return false;
     }
+    let (Some(dir), Some(root)) = (journal.parent(), journal.parent().and_then(Path::parent))
+    else {
+        return false;
+    };
     let mode = uv_fs::LockedFileMode::Exclusive;
     let resource = root.display().to_string();
     let Some(_lock) = uv_fs::LockedFile::acquire_no_wait(root.join(".lock"), mode, resource) else {
         return false;
     };
-    recover(&dir);
+    recover(dir);
     true
 }
 
