@@ -2,7 +2,10 @@
 100-file package (hardlinks unless a link mode is given), then the median warm no-op, in one
 process.
 
-    python benchmarks/phases.py [N] [hardlink|copy|symlink|clone]
+    python benchmarks/phases.py [N] [hardlink|copy|symlink|clone] [new]
+
+``new``: the stash is emptied (untimed) before each swap, so that every swap links a version
+that is not in it (the old one still goes to the stash).
 
 To compare two builds of the library (an A/B run), point ``UV_FFI_LIBRARY`` at each in turn,
 alternating runs: each run prints its own medians. For side-by-side figures with other tools,
@@ -29,7 +32,7 @@ from uv_ffi import sample_index  # noqa: E402
 VERSIONS = ("1.0.0", "2.0.0")
 
 
-def main(swaps: int, link_mode: str = "hardlink") -> int:
+def main(swaps: int, link_mode: str = "hardlink", case: str = "") -> int:
     root = tempfile.mkdtemp(prefix="uv-ffi-phases-")
     wheels = [sample_index.build_wheel(os.path.join(root, "wheels"), "swap-pkg", v, payload_files=100)
               for v in VERSIONS]
@@ -45,6 +48,8 @@ def main(swaps: int, link_mode: str = "hardlink") -> int:
         phases: Dict[str, List[int]] = defaultdict(list)
         for i in range(swaps):
             version = VERSIONS[(i + 1) % 2]
+            if case == "new":
+                uv_ffi.clear_stash(os.path.join(venv, "bin", "python"))
             start = time.perf_counter()
             result = uv_ffi.install(command + version)
             totals.append(time.perf_counter() - start)
@@ -58,11 +63,12 @@ def main(swaps: int, link_mode: str = "hardlink") -> int:
             uv_ffi.install(command + version)
             noops.append(time.perf_counter() - start)
     print("library: %s" % uv_ffi.library_path())
-    print("swap median %.3f ms over %d swaps (%s)" % (statistics.median(totals) * 1e3, swaps, link_mode))
+    print("swap median %.3f ms over %d swaps (%s%s)" % (
+        statistics.median(totals) * 1e3, swaps, link_mode, ", new version" if case == "new" else ""))
     print("no-op median %.1f us" % (statistics.median(noops) * 1e6))
     print("phases (median us): " + ", ".join("%s %d" % (p, statistics.median(v)) for p, v in phases.items()))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100, *sys.argv[2:3]))
+    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100, *sys.argv[2:4]))

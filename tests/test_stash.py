@@ -617,7 +617,8 @@ def test_the_stash_keeps_the_sixteen_most_recent_entries(make_venv, world):
     for name in found:
         with open(os.path.join(stash_of(venv.root), name)) as handle:
             owned.update(item["stashed"] for item in json.load(handle)["items"])
-    assert set(os.listdir(stash_of(venv.root))) == owned
+    assert set(os.listdir(stash_of(venv.root))) - {"journal"} == owned
+    assert journal_is_clear(venv.root)
 
     _, restored = counts(venv.python)
     engine(venv.python, world.url, "%s==1.0" % MANY)  # dropped: linked again
@@ -742,7 +743,7 @@ def test_killed_swap_then_the_same_swap_again(delay, make_venv, world):
     # The host tries again: this install finds the journal and must end with 1.0, whole.
     engine(venv.python, world.url, "%s==1.0" % CRASH.name)
     assert assert_complete(venv, CRASH) == "1.0"
-    assert not os.path.exists(os.path.join(stash_of(venv.root), "journal"))
+    assert journal_is_clear(venv.root)
 
 
 @pytest.mark.parametrize("delay", KILL_DELAYS)
@@ -767,20 +768,25 @@ def test_killed_swap_retried_is_not_undone_by_a_later_unrelated_install(delay, m
 
 
 # ---------------------------------------------------------------------------------------------
-# 10. No journal is left behind
+# 10. No journal is left behind (the file stays, empty: emptying it is cheaper than removing
+# and creating it on every swap)
+
+
+def journal_is_clear(root: str) -> bool:
+    journal = os.path.join(stash_of(root), "journal")
+    return not os.path.exists(journal) or os.path.getsize(journal) == 0
 
 
 def test_no_journal_is_left_after_a_swap_from_the_stash(make_venv, world):
     venv = make_venv()
-    journal = os.path.join(stash_of(venv.root), "journal")
     engine(venv.python, world.url, "%s==1.0" % MISC.name)
     engine(venv.python, world.url, "%s==1.1" % MISC.name)
-    assert os.path.isdir(stash_of(venv.root)) and not os.path.exists(journal)
+    assert os.path.isdir(stash_of(venv.root)) and journal_is_clear(venv.root)
     _, restored = counts(venv.python)
     engine(venv.python, world.url, "%s==1.0" % MISC.name)
     assert counts(venv.python)[1] == restored + 1
-    assert not os.path.exists(journal)
-    assert sorted(os.listdir(stash_of(venv.root))) == sorted(
+    assert journal_is_clear(venv.root)
+    assert sorted(set(os.listdir(stash_of(venv.root))) - {"journal"}) == sorted(
         [m for m in manifests(venv.root)]
         + [i["stashed"] for i in manifest_of(venv.root, MISC.name, "1.1")["items"]]
     )
@@ -845,3 +851,75 @@ def test_a_file_changed_while_installed_is_not_brought_back(edit, link_mode, mak
     install("1.0")
     assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % EDITED.name, link_mode=link_mode).root)
     assert assert_complete(venv, EDITED) == "1.0"
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. Settled folders: a folder whose modification time is old enough is not read again while
+# that time holds (adding or removing a name moves it); every change still shows.
+
+#: Longer than the engine's settling time for a folder's modification time (100 ms).
+SETTLE_S = 0.3
+FOLDER_SIZE = 2 ** 64 - 1
+
+
+def settled_folders(root: str, name: str, version: str) -> List[str]:
+    """The folders of a stash entry whose stamp carries a settled modification time."""
+    manifest = manifest_of(root, name, version)
+    assert manifest is not None, manifests(root)
+    return [key for key, stamp in manifest["files"].items()
+            if stamp["size"] == FOLDER_SIZE and stamp["mtime_ns"] != 0]
+
+
+@pytest.mark.parametrize("tamper", [_extra_file, _extra_folder, _delete])
+def test_a_change_to_a_settled_entry_is_seen(tamper, make_venv, world):
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (TAMPER.name, version))  # noqa: E731
+    install("1.0")
+    time.sleep(SETTLE_S)
+    install("1.1")  # 1.0 goes to the stash with settled folder stamps
+    assert dist_name(TAMPER.name) in settled_folders(venv.root, TAMPER.name, "1.0")
+    stashed, restored = counts(venv.python)
+    tamper(_stashed_package_folder(venv.root, TAMPER))
+
+    install("1.0")
+    assert counts(venv.python) == (stashed + 1, restored)
+    assert manifest_of(venv.root, TAMPER.name, "1.0") is None
+    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % TAMPER.name).root)
+    assert assert_complete(venv, TAMPER) == "1.0"
+
+
+def test_an_untouched_settled_entry_comes_back(make_venv, world):
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (TAMPER.name, version))  # noqa: E731
+    install("1.0")
+    time.sleep(SETTLE_S)
+    install("1.1")
+    assert settled_folders(venv.root, TAMPER.name, "1.0")
+    _, restored = counts(venv.python)
+    install("1.0")
+    assert counts(venv.python)[1] == restored + 1
+    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % TAMPER.name).root)
+
+
+@pytest.mark.parametrize("settle", [False, True], ids=["fresh", "settled"])
+def test_a_file_planted_in_an_installed_folder_stays_where_uv_leaves_it(settle, make_venv, world):
+    # uv's uninstall removes the RECORD's files and leaves a folder holding anything else; the
+    # engine must not carry such a folder off to the stash.
+    def plant(venv: Venv) -> None:
+        _extra_file(os.path.join(venv.site_packages, dist_name(TAMPER.name)))
+
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (TAMPER.name, version))  # noqa: E731
+    install("1.0")
+    if settle:
+        time.sleep(SETTLE_S)
+        install("1.1")
+        install("1.0")  # back from the stash: its stamps are the settled ones
+    plant(venv)
+    install("1.1")
+    assert os.path.exists(os.path.join(venv.site_packages, dist_name(TAMPER.name), "planted.py"))
+
+    fresh = uv_fresh(make_venv, world, "%s==1.0" % TAMPER.name)
+    plant(fresh)
+    uv_binary(fresh.python, world.url, "--link-mode", "hardlink", "%s==1.1" % TAMPER.name)
+    assert_same(venv.root, fresh.root)

@@ -566,8 +566,8 @@ pub async fn apply(
     Ok((installed, removed))
 }
 
-/// The stamp checks of a swap (a `stat` per file): the stash entry for each wheel to install,
-/// and whether each replaced distribution may be stashed. When every wheel has an entry, the
+/// The checks of a swap: the stash entry for each wheel to install (a `stat` per file), and
+/// whether each replaced distribution may be stashed (a read per folder). When every wheel has an entry, the
 /// swap is renames only, journaled so that a crash leaves the old versions in place (see
 /// `stash.rs`). Run one after the other: waking the pool's threads for them costs more than
 /// running them side by side saves (measured with `benchmarks/phases.py`).
@@ -591,7 +591,7 @@ fn check_stash(
         .map(|(dist, known)| known.as_ref().and_then(|i| stash.check_out(dist, i)))
         .collect();
     if !hits.is_empty() && hits.iter().all(Option::is_some) {
-        stash.make_atomic();
+        stash.make_atomic(&hits);
     }
     (hits, checked)
 }

@@ -17,10 +17,13 @@
 //! whose files share a folder with another's (a namespace package) is removed as uv removes it.
 //!
 //! Crash safety: the renames of a swap whose new versions all come from the stash are written
-//! to `journal` first; a journal found later (the process was killed) is undone in reverse,
-//! under the environment's lock, before anything reads the environment, so it holds the old
-//! versions, complete. A swap whose new version uv links keeps the journal only while the old
-//! version moves out, and is then as safe as uv's own install.
+//! to `journal` first; a journal found later not empty (the process was killed) is undone in
+//! reverse, under the environment's lock, before anything reads the environment, so it holds
+//! the old versions, complete. A swap whose new version uv links keeps the journal only while
+//! the old version moves out, and is then as safe as uv's own install. The journal is emptied,
+//! not removed, when a swap is done, and the manifest of an entry a swap brings back is written
+//! over with the manifest of the version going out: a swap then creates no file, which on ext4
+//! costs more than all its renames.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
@@ -72,8 +75,8 @@ struct Item {
     stashed: String,
 }
 
-/// A file (size, mode, times, inode) or a folder (its inode only: its times move with
-/// `__pycache__`). A file hard-linked from uv's cache keeps no change time: another environment
+/// A file (size, mode, times, inode) or a folder (its inode and settled modification time, see
+/// [`FileStamp::of_folder`]). A file hard-linked from uv's cache keeps no change time: another environment
 /// linking the same cache file moves it, and its content is the cache's, which is what uv would
 /// link again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +127,10 @@ pub struct Stash {
     dir: PathBuf,
     site: PathBuf,
     atomic: bool,
+    /// Whether this call wrote to the journal (which must then be emptied).
+    journaled: bool,
+    /// Manifests of entries this swap brings back, to be written over (see the module comment).
+    spares: Vec<PathBuf>,
 }
 
 /// Whether stashing is on: it is unless `UV_FFI_STASH=0`.
@@ -151,7 +158,7 @@ pub fn journal_of(root: &Path) -> PathBuf {
 /// (one `stat` of `journal` when there is none). Skipped while another process holds the
 /// environment's lock: it may be in the middle of that swap. True when something was undone.
 pub fn recover_interrupted(journal: &Path) -> bool {
-    if journal.symlink_metadata().is_err() {
+    if !journal.symlink_metadata().is_ok_and(|meta| meta.len() > 0) {
         return false;
     }
     let (Some(dir), Some(root)) = (journal.parent(), journal.parent().and_then(Path::parent))
@@ -187,12 +194,19 @@ impl Stash {
             dir,
             site,
             atomic: false,
+            journaled: false,
+            spares: Vec::new(),
         })
     }
 
-    /// Journal every rename of this swap, to undo it if the process dies before `finish`.
-    pub fn make_atomic(&mut self) {
+    /// Journal every rename of this swap, to undo it if the process dies before `finish`; the
+    /// manifests of `hits`, all brought back by this swap, are written over by those going out.
+    pub fn make_atomic(&mut self, hits: &[Option<Found>]) {
         self.atomic = true;
+        let manifests = hits.iter().flatten();
+        self.spares = manifests
+            .map(|found| self.dir.join(found.entry.manifest_name()))
+            .collect();
     }
 
     /// The entry holding exactly `key`'s wheel, intact; a damaged entry is discarded.
@@ -216,8 +230,12 @@ impl Stash {
         None
     }
 
-    /// Whether `dist` is still exactly as the engine installed it (every stamp holds), so it
-    /// may be stashed; returns the `__pycache__` folders met, which do not go with it.
+    /// Whether `dist` may be stashed: its top-level paths are the ones the engine installed
+    /// (same stamps) and each of its folders holds exactly the names its RECORD gives it, so
+    /// that moving the folders whole takes nothing uv's uninstall would leave. Files below them
+    /// are not stamped here (a `stat` each): an edit made while installed is caught by the
+    /// stamps when the entry is looked for, which discards it. Returns the `__pycache__`
+    /// folders met, which do not go with it.
     pub fn check_out(&self, dist: &InstalledDist, installed: &Installed) -> Option<Vec<String>> {
         if dist.install_path().parent()? != self.site {
             return None;
@@ -228,7 +246,8 @@ impl Stash {
             .iter()
             .map(|item| (self.site.join(item), item.as_str()))
             .collect();
-        holds(&here, &installed.stamps, &mut bytecode).then_some(bytecode)
+        let check = Check::Names;
+        holds(&here, &installed.stamps, check, &mut bytecode).then_some(bytecode)
     }
 
     /// Move `dist`, checked by [`Stash::check_out`], into the stash. `None` when that failed
@@ -264,7 +283,7 @@ impl Stash {
                 let _ = std::fs::remove_dir_all(path);
             }
         }
-        let files = restamp_roots(installed.stamps.clone(), &items, |item| {
+        let files = restamp(installed.stamps.clone(), &items, |item| {
             self.dir.join(&item.stashed)
         });
         let manifest = Manifest {
@@ -284,11 +303,11 @@ impl Stash {
             key_hash: installed.key.hash(),
             bytes: manifest.bytes,
         };
-        if write_manifest(&self.dir, &entry, &manifest).is_err() {
+        let spare = self.spares.pop();
+        if write_manifest(&self.dir, &entry, &manifest, spare).is_err() {
             // The distribution is out of the environment either way; without a manifest its
             // files are of no use (a full disk, say), so they go as uv's uninstall would.
             discard(&self.dir, &entry, &manifest);
-            let _ = std::fs::remove_file(self.dir.join(format!("{}.partial", entry.id)));
         }
         Some((manifest.name, manifest.version))
     }
@@ -303,6 +322,10 @@ impl Stash {
             .map(|item| (self.dir.join(&item.stashed), self.site.join(&item.original)))
             .collect();
         if moves.iter().any(|(_, to)| to.symlink_metadata().is_ok()) {
+            // Its manifest may already hold another entry's: then its files are of no use.
+            if !self.dir.join(entry.manifest_name()).exists() {
+                discard(&self.dir, &entry, &manifest);
+            }
             return None;
         }
         for (_, to) in &moves {
@@ -315,7 +338,7 @@ impl Stash {
         }
         self.rename_all(&moves).ok()?;
         let _ = std::fs::remove_file(self.dir.join(entry.manifest_name()));
-        let stamps = restamp_roots(manifest.files, &manifest.items, |item| {
+        let stamps = restamp(manifest.files, &manifest.items, |item| {
             self.site.join(&item.original)
         });
         Some(Installed {
@@ -329,16 +352,22 @@ impl Stash {
         })
     }
 
-    /// The swap is complete: drop the journal and keep the stash within its bounds.
-    pub fn finish(self) {
-        let _ = std::fs::remove_file(self.dir.join("journal"));
+    /// The swap is complete: empty the journal and keep the stash within its bounds.
+    pub fn finish(mut self) {
+        self.empty_journal();
         prune(&self.dir);
     }
 
     /// The renames so far stand even if the process dies now (a swap whose new version uv links).
     pub fn settle(&mut self) {
         if !self.atomic {
-            let _ = std::fs::remove_file(self.dir.join("journal"));
+            self.empty_journal();
+        }
+    }
+
+    fn empty_journal(&mut self) {
+        if std::mem::take(&mut self.journaled) {
+            let _ = std::fs::File::create(self.dir.join("journal"));
         }
     }
 
@@ -357,8 +386,9 @@ impl Stash {
         Ok(())
     }
 
-    /// Append `moves` to the journal (created by the swap's first batch).
-    fn write_journal(&self, moves: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
+    /// Append `moves` to the journal (created by the first swap of this stash).
+    fn write_journal(&mut self, moves: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
+        self.journaled = true;
         let mut text = String::new();
         for (from, to) in moves {
             text.push_str(&format!("{}\t{}\n", from.display(), to.display()));
@@ -376,7 +406,7 @@ impl Stash {
             .iter()
             .map(|item| (self.dir.join(&item.stashed), item.original.as_str()))
             .collect();
-        holds(&here, &manifest.files, &mut Vec::new())
+        holds(&here, &manifest.files, Check::Stamps, &mut Vec::new())
     }
 }
 
@@ -490,81 +520,138 @@ fn stamp_folder(path: &Path, name: &str, stamps: &mut Stamps, bytecode: &mut Vec
     }
 }
 
-/// Whether every file and folder below `roots` (each a path and its name in RECORD) has the
-/// stamp `expected` holds for it, and nothing else is there (`__pycache__` aside: listed in
-/// `bytecode`). It compares while it walks, with one key buffer, so it allocates nothing per file.
-fn holds(roots: &[(PathBuf, &str)], expected: &Stamps, bytecode: &mut Vec<String>) -> bool {
-    let mut seen = 0;
-    let mut key = String::new();
-    for (path, name) in roots {
-        key.clear();
-        key.push_str(name);
-        let Ok(meta) = path.symlink_metadata() else {
-            return false;
-        };
-        if !stamp_holds(&key, &meta, expected, &mut seen) {
-            return false;
-        }
-        if meta.is_dir() && !folder_holds(path, &mut key, expected, &mut seen, bytecode) {
-            return false;
-        }
-    }
-    seen == expected.len()
+/// How far [`holds`] looks at files below the top-level paths.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Every file has its stamp (a `stat` each): the proof that an entry is intact.
+    Stamps,
+    /// Files are not looked at; folders are (their names, as below).
+    Names,
 }
 
-fn folder_holds(
-    path: &Path,
-    key: &mut String,
+/// Whether the top-level paths `roots` (each a path and its name in RECORD) and everything
+/// below them are as `expected` says: each folder holds exactly the names expected
+/// (`__pycache__` aside: listed in `bytecode`), and, as `check` asks, each file has its stamp.
+/// A folder whose settled modification time still holds has had no name added or removed, so
+/// it is not read (see [`FileStamp::of_folder`]); any other folder is.
+fn holds(
+    roots: &[(PathBuf, &str)],
     expected: &Stamps,
-    seen: &mut usize,
+    check: Check,
     bytecode: &mut Vec<String>,
 ) -> bool {
+    let mut met = 0;
+    for (root, name) in roots {
+        let below = format!("{name}/");
+        let Some(own) = expected.get_key_value(*name) else {
+            return false;
+        };
+        for (key, stamp) in std::iter::once(own).chain(descendants(expected, &below)) {
+            met += 1;
+            let path = match key.strip_prefix(&below) {
+                Some(rest) => root.join(rest),
+                None => root.clone(),
+            };
+            let is_root = key == name;
+            let holds = if stamp.size == FOLDER {
+                folder_holds(&path, key, stamp, expected, bytecode)
+            } else if is_root || check == Check::Stamps {
+                path.symlink_metadata()
+                    .is_ok_and(|meta| FileStamp::of(&meta) == *stamp)
+            } else {
+                true
+            };
+            if !holds {
+                return false;
+            }
+        }
+    }
+    // Every expected path belongs to one of the roots.
+    met == expected.len()
+}
+
+/// Whether the folder at `path` (named `key`) is the one stamped and holds exactly the names
+/// `expected` gives it.
+fn folder_holds(
+    path: &Path,
+    key: &str,
+    stamp: &FileStamp,
+    expected: &Stamps,
+    bytecode: &mut Vec<String>,
+) -> bool {
+    let Ok(meta) = path.symlink_metadata() else {
+        return false;
+    };
+    if !meta.is_dir() || meta.ino() != stamp.ino {
+        return false;
+    }
+    if stamp.mtime_ns != 0 && mtime_ns(&meta) == stamp.mtime_ns {
+        return true;
+    }
     let Ok(entries) = std::fs::read_dir(path) else {
         return false;
     };
-    let own = key.len();
+    let mut names = 0;
     for entry in entries.flatten() {
-        key.truncate(own);
-        key.push('/');
-        key.push_str(&entry.file_name().to_string_lossy());
-        let Ok(meta) = entry.metadata() else {
-            return false;
-        };
-        if meta.is_dir() && entry.file_name() == "__pycache__" {
-            bytecode.push(key.clone());
+        let name = entry.file_name();
+        let child = format!("{key}/{}", name.to_string_lossy());
+        let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if is_dir && name == "__pycache__" {
+            bytecode.push(child);
             continue;
         }
-        if !stamp_holds(key, &meta, expected, seen) {
+        let listed = expected
+            .get(&child)
+            .is_some_and(|stamp| (stamp.size == FOLDER) == is_dir);
+        if !listed {
             return false;
         }
-        if meta.is_dir() && !folder_holds(&entry.path(), key, expected, seen, bytecode) {
-            return false;
-        }
+        names += 1;
     }
-    key.truncate(own);
-    true
+    // As many names as expected children: none is missing.
+    let below = format!("{key}/");
+    let children = descendants(expected, &below)
+        .filter(|(child, _)| !child[below.len()..].contains('/'))
+        .count();
+    names == children
 }
 
-fn stamp_holds(key: &str, meta: &std::fs::Metadata, expected: &Stamps, seen: &mut usize) -> bool {
-    let stamp = if meta.is_dir() {
-        FileStamp::of_folder(meta)
-    } else {
-        FileStamp::of(meta)
-    };
-    let same = expected.get(key) == Some(&stamp);
-    *seen += usize::from(same);
-    same
+/// The stamps of every path whose key starts with `below` (a folder's key and `/`).
+fn descendants<'a>(
+    stamps: &'a Stamps,
+    below: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a FileStamp)> + 'a {
+    stamps
+        .range::<str, _>((std::ops::Bound::Included(below), std::ops::Bound::Unbounded))
+        .take_while(move |(key, _)| key.starts_with(below))
 }
 
-/// `stamps` after the items were renamed: a renamed file's change time moved (a folder's
-/// times are not kept, and what is inside a renamed folder does not change).
-fn restamp_roots(mut stamps: Stamps, items: &[Item], now_at: impl Fn(&Item) -> PathBuf) -> Stamps {
+/// `stamps` after the items were renamed: a renamed file's change time moved (only that is
+/// taken: an edit made before the rename still shows in the other fields), and each folder is
+/// stamped again where it now is (its time may have settled since, or moved when its
+/// `__pycache__` was removed).
+fn restamp(mut stamps: Stamps, items: &[Item], now_at: impl Fn(&Item) -> PathBuf) -> Stamps {
     for item in items {
-        if let Some(stamp) = stamps.get_mut(&item.original)
-            && stamp.size != FOLDER
-            && let Ok(meta) = now_at(item).symlink_metadata()
-        {
-            *stamp = FileStamp::of(&meta);
+        let root = now_at(item);
+        let below = format!("{}/", item.original);
+        let folders: Vec<String> = descendants(&stamps, &below)
+            .filter(|(_, stamp)| stamp.size == FOLDER)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in std::iter::once(&item.original).chain(&folders) {
+            let path = match key.strip_prefix(&below) {
+                Some(rest) => root.join(rest),
+                None => root.clone(),
+            };
+            if let Some(stamp) = stamps.get_mut(key)
+                && let Ok(meta) = path.symlink_metadata()
+            {
+                if stamp.size != FOLDER {
+                    stamp.ctime_ns = FileStamp::of(&meta).ctime_ns;
+                } else if meta.is_dir() && meta.ino() == stamp.ino {
+                    *stamp = FileStamp::of_folder(&meta);
+                }
+            }
         }
     }
     stamps
@@ -578,8 +665,15 @@ fn stashed_path(dir: &Path, items: &[Item], original: &str) -> Option<PathBuf> {
     })
 }
 
-/// The size a folder's stamp carries (folders are compared by inode only).
+/// The size a folder's stamp carries.
 const FOLDER: u64 = u64::MAX;
+/// How old a folder's modification time must be to be trusted: well over the tick of a coarse
+/// filesystem clock, so that a later change cannot leave it as it was.
+const SETTLED: i128 = 100_000_000;
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+}
 
 impl FileStamp {
     fn of(meta: &std::fs::Metadata) -> Self {
@@ -587,7 +681,7 @@ impl FileStamp {
         Self {
             size: meta.size(),
             mode: meta.mode(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            mtime_ns: mtime_ns(meta),
             ctime_ns: if shared {
                 0
             } else {
@@ -597,11 +691,18 @@ impl FileStamp {
         }
     }
 
+    /// A folder: its inode, and its modification time if that was already settled when the
+    /// stamp was taken (older than [`SETTLED`]): a name added or removed later then moves it,
+    /// even where the filesystem's clock is coarse. Otherwise 0: the folder must be read.
     fn of_folder(meta: &std::fs::Metadata) -> Self {
+        let mtime = mtime_ns(meta);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(0));
         Self {
             size: FOLDER,
             mode: 0,
-            mtime_ns: 0,
+            mtime_ns: if now - mtime > SETTLED { mtime } else { 0 },
             ctime_ns: 0,
             ino: meta.ino(),
         }
@@ -619,12 +720,39 @@ fn read_manifest(dir: &Path, entry: &Entry) -> Option<Manifest> {
     serde_json::from_slice(&text).ok()
 }
 
-fn write_manifest(dir: &Path, entry: &Entry, manifest: &Manifest) -> std::io::Result<()> {
+/// Write a manifest under a name no entry has (`spare`, an entry's manifest that is no longer
+/// needed, else a new file) and rename it: a manifest is whole or absent.
+fn write_manifest(
+    dir: &Path,
+    entry: &Entry,
+    manifest: &Manifest,
+    spare: Option<PathBuf>,
+) -> std::io::Result<()> {
     let text = serde_json::to_vec(manifest).map_err(std::io::Error::other)?;
-    // Written under a temporary name and renamed: a manifest is whole or absent.
-    let partial = dir.join(format!("{}.partial", entry.id));
-    std::fs::write(&partial, text)?;
-    std::fs::rename(partial, dir.join(entry.manifest_name()))
+    let partial = spare.unwrap_or_else(|| dir.join(format!("{}.partial", entry.id)));
+    let written = overwrite(&partial, &text)
+        .and_then(|()| std::fs::rename(&partial, dir.join(entry.manifest_name())));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
+/// Write `text` over the file at `path` (made if missing), then cut it to that length. Not
+/// truncated first: on ext4 a file truncated to nothing and written again is flushed to disk
+/// when closed (`auto_da_alloc`), which costs more than the whole swap.
+fn overwrite(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    file.write_all(text)?;
+    let length = u64::try_from(text.len()).map_err(std::io::Error::other)?;
+    if file.metadata()?.len() != length {
+        file.set_len(length)?;
+    }
+    Ok(())
 }
 
 /// An intact entry holding the wheel asked for.
@@ -707,7 +835,9 @@ fn remove_any(path: &Path) {
 /// Undo an interrupted swap (see the module comment), then drop what no manifest accounts for.
 fn recover(dir: &Path) {
     let journal = dir.join("journal");
-    if let Ok(text) = std::fs::read_to_string(&journal) {
+    if let Ok(text) = std::fs::read_to_string(&journal)
+        && !text.is_empty()
+    {
         for line in text.lines().rev() {
             let Some((from, to)) = line.split_once('\t') else {
                 continue;
@@ -757,16 +887,19 @@ fn sweep(dir: &Path) {
 /// Keep at most `MAX_ENTRIES` entries and `MAX_BYTES` bytes, dropping the least recently used
 /// (the oldest manifests: a manifest is written when its entry is stashed).
 fn prune(dir: &Path) {
-    let mut found: Vec<(std::time::SystemTime, Entry)> = entries(dir)
+    let entries = entries(dir);
+    // The names tell the count and the bytes: the manifests' times are read only when over.
+    let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
+    if entries.len() <= MAX_ENTRIES && bytes <= MAX_BYTES {
+        return;
+    }
+    let mut found: Vec<(std::time::SystemTime, Entry)> = entries
         .into_iter()
         .filter_map(|entry| {
             let meta = std::fs::metadata(dir.join(entry.manifest_name())).ok()?;
             Some((meta.modified().ok()?, entry))
         })
         .collect();
-    if found.len() <= MAX_ENTRIES && found.iter().map(|(_, e)| e.bytes).sum::<u64>() <= MAX_BYTES {
-        return;
-    }
     found.sort_by_key(|(time, _)| std::cmp::Reverse(*time));
     let mut bytes = 0;
     for (i, (_, entry)) in found.iter().enumerate() {
