@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from ._records import record
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from . import _native, plans, policy, progress as _progress, stale, views
@@ -121,7 +121,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@record
 class RunResult:
     """What one command did. ``installed``/``removed`` hold sorted ``(name, version)`` pairs.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from ._records import Factory, record
 from typing import Dict, List, Optional, Tuple
 
 __all__ = [
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@record
 class Package:
     """One installed distribution, as ``uv pip list`` reports it.
 
@@ -57,7 +57,7 @@ class Package:
                    row.get("installer"))
 
 
-@dataclass(frozen=True)
+@record
 class ShowRecord:
     """One package's block of ``uv pip show``.
 
@@ -68,15 +68,15 @@ class ShowRecord:
     name: str
     version: str
     location: str
-    requires: List[str] = field(default_factory=list)
-    required_by: List[str] = field(default_factory=list)
+    requires: List[str] = Factory(list)
+    required_by: List[str] = Factory(list)
     editable_project_location: Optional[str] = None
     #: The RECORD paths (``files=True``), None otherwise.
     files: Optional[List[str]] = None
-    fields: Dict[str, str] = field(default_factory=dict)
+    fields: Dict[str, str] = Factory(dict)
 
 
-@dataclass(frozen=True)
+@record
 class ReadAnswer:
     """The engine's answer to ``pip list``, ``freeze``, ``show`` or ``check``, as data
     (``uv_ffi_run``'s ``read`` field). Fields that do not belong to ``command`` are empty."""
@@ -120,13 +120,13 @@ def _show_from_json(record: dict) -> ShowRecord:
     )
 
 
-@dataclass(frozen=True)
+@record
 class CheckResult:
     """What ``uv pip check`` found: ``ok`` when every installed package's requirements are met,
     otherwise one line per problem, as uv words it."""
 
     ok: bool
-    problems: List[str] = field(default_factory=list)
+    problems: List[str] = Factory(list)
 
 
 def _uv(words: List[str], python: Optional[str]):

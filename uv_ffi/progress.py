@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from dataclasses import dataclass
+from ._records import record
 from typing import Any, Callable, List, Optional, TextIO
 
 from . import _native
@@ -25,7 +25,7 @@ __all__ = ["NotebookProgress", "ProgressEvent", "TerminalProgress"]
 POLL_INTERVAL = 0.05
 
 
-@dataclass(frozen=True)
+@record
 class ProgressEvent:
     """One event; which fields are set depends on ``event``:
 
