@@ -1,6 +1,7 @@
 """Side-by-side benchmark: this engine against the tools users would use instead.
 
     python benchmarks/compare.py [--rounds 15] [--wheels DIR] [--out benchmarks/results.md] [--no-large-graph]
+    python benchmarks/compare.py --rounds 3 --only cold,suite   # some stages, printed only
 
 One package index on 127.0.0.1 serves every tool (generated wheels, or a folder of real wheels
 given with --wheels). Each tool runs in its own process with its own cache and environments:
@@ -45,8 +46,19 @@ SWAP = "bench-swap"
 SWAP_VERSIONS = ("1.0.0", "1.1.0")
 SUITE = ["bench-lib-%02d" % i for i in range(1, 16)]
 NOOP_FIRST = "warm no-op, first call after other tools ran"
+SUITE_SCENARIO = "15 packages, new env, cached wheels"
+COLD_INNER = "cold start: import + first install, in a new process"
+COLD_WHOLE = "cold start: whole new process"
+COLD_PYTHON = "interpreter start (python -I -c pass)"
+NEW_VERSION = "uv-ffi (new version)"
+LINK_MODES = ("hardlink", "copy", "symlink")
 README_START = "<!-- benchmark:start -->"
 README_END = "<!-- benchmark:end -->"
+# The stages of a run, in order (``--only`` names them): Bench methods.
+STAGES = {
+    "swap": "swap_and_noop", "callbacks": "callbacks", "read": "read_commands", "target": "target_installs",
+    "suite": "suite_installs", "cold": "cold_starts", "views": "views", "facts": "process_facts",
+}
 
 
 class Failure(Exception):
@@ -114,6 +126,7 @@ class Worker:
         )
         self.hello = self.call({"op": "hello"})
         self.last_phases: Dict[str, int] = {}
+        self.last_reply: dict = {}
 
     def call(self, request: dict) -> dict:
         assert self.process.stdin and self.process.stdout
@@ -129,6 +142,7 @@ class Worker:
 
     def run(self, cmd: str, **flags: bool) -> float:
         reply = self.call(dict({"op": "run", "cmd": cmd}, **flags))
+        self.last_reply = reply
         if reply["rc"] != 0:
             raise Failure("exit code %s: %s" % (reply["rc"], reply["error"][:300]))
         self.last_phases = reply.get("phases", {})
@@ -228,6 +242,20 @@ class Bench:
                 self.phases.setdefault(scenario, {}).setdefault(phase, []).append(us)
             self.engine.worker.last_phases = {}
 
+    def attempt_many(self, scenarios, tool: str, action: Callable[[], Dict[str, float]]) -> None:
+        """One timed action whose figures go to several scenarios (a failure to all of them)."""
+        if all(tool in self.failures.get(s, {}) for s in scenarios):
+            return
+        try:
+            values = action()
+        except Failure as exc:
+            for scenario in scenarios:
+                self.failures.setdefault(scenario, {}).setdefault(tool, str(exc))
+            return
+        for scenario in scenarios:
+            if tool not in self.failures.get(scenario, {}):
+                self.record(scenario, tool, values[scenario])
+
     def env_with_cache(self, name: str) -> Dict[str, str]:
         env = dict(os.environ, UV_CACHE_DIR=self.path("cache-" + name), PIP_CACHE_DIR=self.path("pipcache-" + name))
         env.pop("UV_FFI_PROFILE", None)
@@ -258,6 +286,15 @@ class Bench:
             tool.venv = make_venv(self.path("venv-" + tool.name.replace(" ", "_").replace("(", "").replace(")", "")))
 
     def install_upstream(self) -> Optional[str]:
+        if self.args.upstream_python:
+            # A python that already has the upstream package: checked, not installed again.
+            python = self.args.upstream_python
+            done = subprocess.run([python, "-I", "-c", "import importlib.metadata as m; print(m.version('uv-ffi'))"],
+                                  capture_output=True, text=True)
+            if done.returncode != 0 or "uv-ffi==" + done.stdout.strip() != UPSTREAM:
+                raise SystemExit("--upstream-python %s: wanted %s, found %r" % (python, UPSTREAM, done.stdout.strip() or done.stderr[-200:]))
+            self.notes.append("upstream: %s" % UPSTREAM)
+            return python
         venv = self.path("upstream-venv")
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
         python = os.path.join(venv, "bin", "python")
@@ -275,6 +312,17 @@ class Bench:
         return "--python %s -i %s" % (os.path.join(venv, "bin", "python"), self.url)
 
     # Scenarios -------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Untimed, for a run with ``--only`` that skips the swap stage: each tool's first call,
+        the first swap version into its environment, as the swap stage leaves it."""
+        for tool in self.tools:
+            self.attempt("warm-up", tool.name, lambda t=tool: self.first_install(t))
+
+    def first_install(self, tool: Tool) -> float:
+        elapsed = tool.install("%s %s==%s" % (self.base(tool, tool.venv), SWAP, SWAP_VERSIONS[0]))
+        expect(site_packages(tool.venv), {SWAP: SWAP_VERSIONS[0]})
+        return elapsed
 
     def swap_and_noop(self) -> None:
         rounds = self.args.rounds
@@ -303,19 +351,30 @@ class Bench:
                 if isinstance(tool, WorkerTool):
                     # Then back-to-back calls, as a host swapping many times in a row makes them.
                     self.burst(tool, current[tool.name])
-        for mode in ("hardlink", "copy", "symlink"):
+        for mode in LINK_MODES:
             self.swaps_in_link_mode(step, mode)
 
     def swaps_in_link_mode(self, step: Callable[[Tool, str], float], mode: str) -> None:
-        """The same swap in one link mode (copy is the multi-version manager's default): the
-        engine with its stash (every swap after the first two brings a version back from the
-        stash) and without it (``UV_FFI_STASH=0``: what a version not in the stash costs), beside
-        uv's and the upstream package's same mode and the bare filesystem floor, round by round."""
+        """The same swap in one link mode (copy is the multi-version manager's default), beside
+        uv's and the upstream package's same mode and the bare filesystem floor, round by round.
+        The engine three ways, each in its own worker, environment and cache:
+
+        - ``uv-ffi``: with its stash; every swap after the first two brings a version back from
+          the stash (a stash hit);
+        - ``uv-ffi (new version)``: with its stash, but the version installed is not in it: the
+          stash is emptied (``uv_ffi.clear_stash``, untimed) right before each of its swaps, so
+          the engine links the version as uv would, and the old one still goes to the stash;
+        - ``uv-ffi (stash off)``: ``UV_FFI_STASH=0``, uv's uninstall and link.
+
+        After each engine swap its environment's counters are checked: a stash hit restored one
+        distribution, the other two none; with the stash on, the old version went to the stash.
+        A swap that did otherwise fails its row (it would be timing something else)."""
         scenario = "warm swap, %s mode" % mode
         link = "--link-mode " + mode
         no_stash = dict(self.env_with_cache("engine-nostash-" + mode), UV_FFI_STASH="0")
         tools: List[Tool] = [
             WorkerTool("uv-ffi", link, sys.executable, self.env_with_cache("engine-" + mode)),
+            WorkerTool(NEW_VERSION, link, sys.executable, self.env_with_cache("engine-new-" + mode)),
             WorkerTool("uv-ffi (stash off)", link, sys.executable, no_stash),
         ]
         uv = find_uv()
@@ -327,17 +386,53 @@ class Bench:
             tool.venv = make_venv(self.path("venv-%s-%s" % (mode, tool.name.replace(" ", "_").replace("(", "").replace(")", ""))))
             for version in (SWAP_VERSIONS[0], SWAP_VERSIONS[1]):  # warm-up: install, swap once
                 self.attempt("warm-up", tool.name, lambda t=tool, v=version: step(t, v))
+        # What each engine swap must add to its environment's (restored, stashed) counters.
+        wanted = {"uv-ffi": (1, 1), NEW_VERSION: (0, 1), "uv-ffi (stash off)": (0, 0)}
+        counts: Dict[str, tuple] = {}
+        for tool in tools:
+            if tool.name in wanted:
+                try:
+                    counts[tool.name] = self.stash_counts(tool)
+                except Failure as exc:
+                    self.failures.setdefault(scenario, {})[tool.name] = "counters after the warm-up: %s" % exc
+
+        def checked_step(tool: Tool, version: str) -> float:
+            python = os.path.join(tool.venv, "bin", "python")
+            if tool.name == NEW_VERSION:
+                # Untimed: the version about to be installed (stashed two swaps ago) leaves the stash.
+                if not tool.worker.call({"op": "clear_stash", "python": python})["cleared"]:
+                    raise Failure("no stash to clear before the swap (the swap before stashed nothing)")
+            elapsed = step(tool, version)
+            now = self.stash_counts(tool)
+            before, counts[tool.name] = counts[tool.name], now
+            got = (now[0] - before[0], now[1] - before[1])
+            if got != wanted[tool.name]:
+                raise Failure("the swap to %s restored %d and stashed %d distribution(s); this row wants %d and %d" % (
+                    version, got[0], got[1], wanted[tool.name][0], wanted[tool.name][1]))
+            return elapsed
+
         floor = self.filesystem_floor(mode)
         current = SWAP_VERSIONS[1]
         try:
             for _ in range(self.args.rounds):
                 current = SWAP_VERSIONS[1] if current == SWAP_VERSIONS[0] else SWAP_VERSIONS[0]
                 for tool in tools:
-                    self.attempt(scenario, tool.name, lambda t=tool, v=current: step(t, v))
+                    action = checked_step if tool.name in wanted else step
+                    self.attempt(scenario, tool.name, lambda t=tool, v=current, a=action: a(t, v))
                 self.record(scenario, "filesystem floor (%s)" % mode, floor())
         finally:
             for tool in tools:
                 tool.close()
+        for tool, failure in self.failures.get(scenario, {}).items():
+            print("FAILED: %s, %s: %s" % (scenario, tool, failure), file=sys.stderr)
+
+    def stash_counts(self, tool: "WorkerTool") -> tuple:
+        """The engine's ``restored`` and ``stashed`` counters of the tool's environment."""
+        python = os.path.join(tool.venv, "bin", "python")
+        counters = tool.worker.call({"op": "counters", "python": python})["counters"]
+        if "restored" not in counters or "stashed" not in counters:
+            raise Failure("the engine reports no stash counters: %s" % sorted(counters))
+        return counters["restored"], counters["stashed"]
 
     def burst(self, tool: "WorkerTool", version: str, calls: int = 20) -> None:
         name = "warm no-op, back-to-back calls"
@@ -469,7 +564,16 @@ class Bench:
                 self.attempt("--target into a new folder", tool.name, action)
 
     def suite_installs(self) -> None:
+        """Each round, the 15 packages into a new environment, by each tool's long-lived process
+        (round -1, untimed, warms each tool's wheel cache).
+
+        A long-lived process must follow each call's ``--python``. When the new environment is
+        missing packages that turn up in the environment the tool's process worked on before
+        (``tool.venv``), the failure says so, with what the tool reported, and those packages
+        are taken out of ``tool.venv`` after the stage (by the tool itself), so that the later
+        stages find that environment as it was."""
         wanted = {name: "1.0.0" for name in SUITE}
+        before = {tool.name: set(dist_infos(site_packages(tool.venv))) for tool in self.tools if self.is_worker(tool)}
         for i in range(-1, self.args.rounds):  # round -1 warms each tool's wheel cache
             for tool in self.tools:
                 if not self.is_worker(tool) and "uv pip" not in tool.name:
@@ -478,43 +582,125 @@ class Bench:
 
                 def action(t=tool, venv=venv) -> float:
                     elapsed = t.install("%s %s" % (self.base(t, venv), " ".join(SUITE)))
-                    expect(site_packages(venv), wanted)
+                    try:
+                        expect(site_packages(venv), wanted)
+                    except Failure as exc:
+                        raise Failure(self.misplaced(t, venv, wanted) or str(exc))
                     return elapsed
 
-                self.attempt("15 packages, new env, cached wheels" if i >= 0 else "warm-up", tool.name, action)
+                self.attempt(SUITE_SCENARIO if i >= 0 else "warm-up", tool.name, action)
+        for tool in self.tools:
+            if tool.name in before:
+                self.remove_strays(tool, before[tool.name])
+
+    def misplaced(self, tool: Tool, venv: str, wanted: Dict[str, str]) -> Optional[str]:
+        """If what a worker tool was asked to put into ``venv`` is in its earlier environment
+        instead, say so (for the table) and why (for the notes); ``None`` otherwise."""
+        if not isinstance(tool, WorkerTool) or tool.venv == venv:
+            return None
+        elsewhere = dist_infos(site_packages(tool.venv))
+        found = [n for n, v in wanted.items() if elsewhere.get(n) == v]
+        here = dist_infos(site_packages(venv))
+        if not found:
+            return None
+        reply = tool.worker.last_reply
+        reported = len(reply.get("installed") or [])
+        if reported:
+            # The call that put them there (the warm-up round): what it returned, what is on disk.
+            self.notes.append(
+                "%s fails \"%s\": its long-lived process ignores the `--python` of a call after "
+                "its first (asked for the %d packages in a new environment, it returned exit code %s "
+                "and reported %d installed, but they were written into the environment of its "
+                "first call, and the new one held %d of them)" % (
+                    tool.name.split(" (")[0], SUITE_SCENARIO, len(wanted), reply.get("rc"), reported,
+                    sum(1 for n, v in wanted.items() if here.get(n) == v)))
+        return "exit code %s, %d reported installed, %d of %d in the new env; %d of them in %s, the process's first env" % (
+            reply.get("rc"), reported, sum(1 for n, v in wanted.items() if here.get(n) == v), len(wanted),
+            len(found), os.path.relpath(tool.venv, self.work))
+
+    def remove_strays(self, tool: "WorkerTool", before: set) -> None:
+        """Take out of ``tool.venv`` what a stage left there by mistake, through the tool itself,
+        check it on disk, and drop the tool's kept view of the environment (the upstream
+        package's uninstall leaves its view listing what it removed)."""
+        strays = sorted(set(dist_infos(site_packages(tool.venv))) - before)
+        if not strays:
+            return
+        python = os.path.join(tool.venv, "bin", "python")
+        try:
+            tool.worker.run("pip uninstall --python %s %s" % (python, " ".join(strays)))
+        except Failure as exc:
+            self.notes.append("%s: could not take %s out of its environment: %s" % (tool.name, ", ".join(strays), exc))
+            return
+        tool.worker.call({"op": "invalidate"})
+        left = sorted(set(dist_infos(site_packages(tool.venv))) - before)
+        if left:
+            self.notes.append("%s: %s still in its environment after the stage" % (tool.name, ", ".join(left)))
 
     def cold_starts(self) -> None:
-        """A new process: import and first install (engine) against one `uv pip install` process."""
+        """A new process doing one install, counted three ways, each install checked on disk.
+
+        For the engine and the upstream package, a new ``python -I -c`` process imports
+        ``uv_ffi`` and runs one ``pip install`` into a new environment. The child times itself
+        with ``time.perf_counter()`` from just before ``import uv_ffi`` to just after the first
+        ``uv_ffi.run`` returns, and prints that figure: the row "cold start: import + first
+        install, in a new process" (interpreter start excluded), beside one ``uv pip install``
+        process doing the same install, timed whole. The same child timed whole by this process
+        is the row "cold start: whole new process" (beside the same ``uv pip`` processes), and
+        the interpreter alone (the same python, ``-I -c pass``, same environment variables and
+        working folder) the row "interpreter start (python -I -c pass)".
+        """
         code = (
-            "import sys, uv_ffi\n"
+            "import sys, time\n"
+            "start = time.perf_counter()\n"
+            "import uv_ffi\n"
             "rc = uv_ffi.run(sys.argv[1])[0]\n"
+            "elapsed = (time.perf_counter() - start) * 1000.0\n"
+            "sys.stdout.write('\\n%s%r\\n' % (sys.argv[2], elapsed))\n"
             "sys.exit(rc)\n"
         )
+        marker = "uv-ffi-bench-cold-ms="
         for i in range(self.args.rounds):
             for tool in self.tools:
+                if not isinstance(tool, WorkerTool) and "uv pip" not in tool.name:
+                    continue
                 venv = make_venv(self.path("cold", "%s-%d" % (tool.name.replace(" ", "_"), i)))
                 args = "%s %s==%s" % (self.base(tool, venv), SWAP, SWAP_VERSIONS[0])
                 if isinstance(tool, WorkerTool):
                     python = tool.worker.process.args[0]
                     env = self.env_with_cache("engine" if tool is self.engine else ("up-hard" if "hard" in tool.name else "up"))
 
-                    def action(python=python, env=env, cmd="pip install %s %s" % (tool.link_args, args), venv=venv) -> float:
+                    def interpreter(python=python, env=env) -> float:
                         start = time.perf_counter()
-                        done = subprocess.run([python, "-I", "-c", code, cmd], env=env, capture_output=True,
+                        done = subprocess.run([python, "-I", "-c", "pass"], env=env, capture_output=True,
                                               text=True, cwd=self.work)
                         elapsed = (time.perf_counter() - start) * 1000.0
                         if done.returncode != 0:
                             raise Failure("exit code %s: %s" % (done.returncode, done.stderr[-300:]))
-                        expect(site_packages(venv), {SWAP: SWAP_VERSIONS[0]})
                         return elapsed
-                elif "uv pip" in tool.name:
-                    def action(t=tool, args=args, venv=venv) -> float:
+
+                    def child(python=python, env=env, cmd="pip install %s %s" % (tool.link_args, args),
+                              venv=venv) -> Dict[str, float]:
+                        start = time.perf_counter()
+                        done = subprocess.run([python, "-I", "-c", code, cmd, marker], env=env,
+                                              capture_output=True, text=True, cwd=self.work)
+                        whole = (time.perf_counter() - start) * 1000.0
+                        if done.returncode != 0:
+                            raise Failure("exit code %s: %s" % (done.returncode, done.stderr[-300:]))
+                        expect(site_packages(venv), {SWAP: SWAP_VERSIONS[0]})
+                        printed = [line for line in done.stdout.splitlines() if line.startswith(marker)]
+                        if not printed:
+                            raise Failure("the new process printed no time: %r" % done.stdout[-200:])
+                        return {COLD_INNER: float(printed[-1][len(marker):]), COLD_WHOLE: whole}
+
+                    self.attempt(COLD_PYTHON, tool.name, interpreter)
+                else:
+                    def child(t=tool, args=args, venv=venv) -> Dict[str, float]:
                         elapsed = t.install(args)
                         expect(site_packages(venv), {SWAP: SWAP_VERSIONS[0]})
-                        return elapsed
-                else:
-                    continue
-                self.attempt("cold start (new process, first install)", tool.name, action)
+                        # One `uv pip install` process, timed whole, in both rows it is compared in.
+                        return {COLD_INNER: elapsed, COLD_WHOLE: elapsed}
+
+                self.attempt_many((COLD_INNER, COLD_WHOLE), tool.name, child)
 
     def views(self) -> None:
         repeat = 200
@@ -586,8 +772,8 @@ class Bench:
             "warm swap, back-to-back, no callback",
             "warm swap, progress callback",
             "warm swap, plan callback", "warm no-op, progress callback", "pip list",
-            "cold start (new process, first install)",
-            "--target into a new folder", "15 packages, new env, cached wheels",
+            COLD_INNER, COLD_WHOLE, COLD_PYTHON,
+            "--target into a new folder", SUITE_SCENARIO,
             "no-op after invalidate (forced rescan)", "view rescan (us)", "view read, validate check (us)",
             "view read, no check (us)", "view patch (us)", "import (ms)", "import in a new process (ms)",
             "resident memory after warm-up (MiB)",
@@ -608,6 +794,44 @@ class Bench:
                 lines.append("| %s | %s | %s | %s | %s | %s |" % (
                     scenario, tool, fmt(median, unit), fmt(min(values), unit), fmt(max(values), unit), ratio))
         return "\n".join(lines)
+
+    def link_mode_summary(self) -> List[str]:
+        """Per link mode, the engine's swaps against the bare filesystem floor of that mode (the
+        medians of the table): a version not in the stash, and a swap back from the stash (also
+        against the hardlink floor). Empty when the swap stage did not run."""
+        scenarios = {mode: "warm swap, %s mode" % mode for mode in LINK_MODES}
+        if not any(self.results.get(s) for s in scenarios.values()):
+            return []
+
+        def median(mode: str, tool: str) -> Optional[float]:
+            values = self.results.get(scenarios[mode], {}).get(tool)
+            failed = tool in self.failures.get(scenarios[mode], {})
+            return statistics.median(values) if values and not failed else None
+
+        def cell(value: Optional[float]) -> str:
+            return fmt(value, "ms") if value is not None else "**FAILED**"
+
+        def ratio(value: Optional[float], floor: Optional[float]) -> str:
+            return "%.2fx" % (value / floor) if value is not None and floor else ""
+
+        hard_floor = median("hardlink", "filesystem floor (hardlink)")
+        lines = [
+            "Swaps per link mode against the bare filesystem floor of the same mode (medians of the "
+            "rows above; goals: a version not in the stash within 1.3x its floor, a swap back from "
+            "the stash within 0.25x the hardlink floor):",
+            "",
+            "| link mode | filesystem floor | uv-ffi (new version) | new version / floor (goal <= 1.3x) "
+            "| uv-ffi (stash hit) | stash hit / hardlink floor (goal <= 0.25x) |",
+            "|:--|--:|--:|--:|--:|--:|",
+        ]
+        for mode in LINK_MODES:
+            if not self.results.get(scenarios[mode]) and not self.failures.get(scenarios[mode]):
+                continue
+            floor = median(mode, "filesystem floor (%s)" % mode)
+            new, hit = median(mode, NEW_VERSION), median(mode, "uv-ffi")
+            lines.append("| %s | %s | %s | %s | %s | %s |" % (
+                mode, cell(floor), cell(new), ratio(new, floor), cell(hit), ratio(hit, hard_floor)))
+        return lines
 
     def phase_report(self) -> str:
         """Median microseconds per engine phase, for the scenarios timed through the worker."""
@@ -662,12 +886,26 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15, help="timed rounds per scenario (default 15)")
     parser.add_argument("--swap-files", type=int, default=100, help="files in the swapped package (default 100)")
     parser.add_argument("--wheels", help="serve this folder of real wheels too (added to the index)")
-    parser.add_argument("--out", default=os.path.join(HERE, "results.md"), help="Markdown output")
+    parser.add_argument("--out", help="Markdown output (default benchmarks/results.md; none with --only)")
     parser.add_argument("--skip-upstream", action="store_true", help="do not install the upstream package")
     parser.add_argument("--skip-pip", action="store_true", help="do not time pip")
+    parser.add_argument("--upstream-python", help="a python that already has %s (instead of installing "
+                        "it into a new virtual environment)" % UPSTREAM)
     parser.add_argument("--readme", action="store_true", help="also replace the Performance section of README.md")
     parser.add_argument("--no-large-graph", action="store_true", help="skip the large-resolution stage")
+    parser.add_argument("--only", help="run only these stages, comma-separated, of: %s, large (a partial "
+                        "run writes no file unless --out is given)" % ", ".join(STAGES))
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
+    if only is not None:
+        unknown = only - set(STAGES) - {"large"}
+        if unknown:
+            parser.error("unknown stage(s) for --only: %s" % ", ".join(sorted(unknown)))
+        if args.readme:
+            parser.error("--readme takes a full run, not --only")
+        args.no_large_graph = args.no_large_graph or "large" not in only
+    elif args.out is None:
+        args.out = os.path.join(HERE, "results.md")
 
     bench = Bench(args)
     try:
@@ -679,21 +917,27 @@ def main() -> int:
             bench.url = index.url
             bench.start_tools()
             print("tools:", ", ".join(t.name for t in bench.tools), file=sys.stderr)
-            for stage in (bench.swap_and_noop, bench.callbacks, bench.read_commands, bench.target_installs,
-                          bench.suite_installs, bench.cold_starts, bench.views, bench.process_facts):
-                print("running", stage.__name__, file=sys.stderr)
-                stage()
+            if only is not None and "swap" not in only:
+                bench.prepare()  # what the later stages expect the swap stage to have left
+            for name, method in STAGES.items():
+                if only is None or name in only:
+                    stage = getattr(bench, method)
+                    print("running", stage.__name__, file=sys.stderr)
+                    stage()
             profile = bench.profile()
         large = [] if args.no_large_graph else large_graph_stage(args.rounds, bench.path("large-graph"))
         table = bench.report()
+        summary = bench.link_mode_summary()
         machine = "%d cores, Linux, Python %s, %s filesystem" % (os.cpu_count() or 0, sys.version.split()[0], filesystem_type(bench.work))
         text = "\n".join([
-            "Measured with `python benchmarks/compare.py --rounds %d` (%s); medians of one run." % (args.rounds, machine),
+            "Measured with `python benchmarks/compare.py --rounds %d%s` (%s); medians of one run." % (
+                args.rounds, " --only %s" % args.only if args.only else "", machine),
             "Index: generated wheels served on 127.0.0.1 (`Cache-Control: max-age=600`, as PyPI). "
             "The swapped package has %d files." % args.swap_files,
             "",
             table,
             "",
+        ] + ([*summary, ""] if summary else []) + [
             "Notes: " + "; ".join(dict.fromkeys(bench.notes)) + ".",
             "",
             "Where the engine's time goes, measured inside the rounds above:",
@@ -706,8 +950,9 @@ def main() -> int:
             profile,
             "```",
         ] + large)
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as handle:
+                handle.write(text + "\n")
         if args.readme:
             update_readme(text)
         print(text)

@@ -89,6 +89,12 @@ def handle(request):
     if op == "counters":
         # This project only: the engine's counters for one environment (resolutions_reused...).
         return {"counters": uv_ffi.get_counters(python=request["python"])}
+    if op == "clear_stash":
+        # This project only: empty the environment's stash (untimed by the caller's rounds), so
+        # that the next swap finds the version it installs not there and links it as uv would.
+        start = time.perf_counter()
+        cleared = uv_ffi.clear_stash(request["python"])
+        return {"cleared": cleared, "us": (time.perf_counter() - start) * 1e6}
     if op == "rss":
         return {"kib": rss_kib()}
     raise ValueError("unknown op %r" % op)
