@@ -392,6 +392,13 @@ impl Engine {
         {
             let _ = state.rescan();
         }
+        if let Some(key) = &self.last_env
+            && let Some(state) = self.envs.get_mut(key)
+            && std::mem::take(&mut state.stash_untidy)
+            && let Some(root) = crate::stash::root_of(key, state)
+        {
+            crate::stash::tidy(&root);
+        }
         // uv's snapshots carry a copy of the interpreter each: keep them only for the
         // environments used most recently. The views themselves are kept.
         let keep: Vec<EnvKey> = self

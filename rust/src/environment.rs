@@ -184,6 +184,8 @@ pub struct EnvState {
     pub installed_wheels: std::collections::HashMap<(String, String), crate::stash::Installed>,
     /// The stash's journal, if this environment can have a stash (checked on every call).
     pub stash_journal: Option<PathBuf>,
+    /// A call used the stash: the engine tidies it when idle (`stash::tidy`).
+    pub stash_untidy: bool,
 }
 
 /// How many resolutions an environment keeps for reuse (a host swapping between a few versions
@@ -211,6 +213,7 @@ impl EnvState {
             counters: ViewCounters::default(),
             installed_wheels: std::collections::HashMap::new(),
             stash_journal: None,
+            stash_untidy: false,
         })
     }
 

@@ -551,6 +551,7 @@ pub async fn apply(
     )?;
     if let Some(stash) = stash {
         stash.finish();
+        state.stash_untidy = true;
     }
     if stashing {
         remember_linked(context.interpreter, to_link, state);
