@@ -392,12 +392,13 @@ impl Engine {
         {
             let _ = state.rescan();
         }
-        if let Some(key) = &self.last_env
-            && let Some(state) = self.envs.get_mut(key)
-            && std::mem::take(&mut state.stash_untidy)
-            && let Some(root) = crate::stash::root_of(key, state)
-        {
-            crate::stash::tidy(&root);
+        // Stashes a call used are brought back within their bounds (see `stash::tidy`).
+        for (key, state) in &mut self.envs {
+            if std::mem::take(&mut state.stash_untidy)
+                && let Some(root) = crate::stash::root_of(key, state)
+            {
+                crate::stash::tidy(&root);
+            }
         }
         // uv's snapshots carry a copy of the interpreter each: keep them only for the
         // environments used most recently. The views themselves are kept.
