@@ -106,8 +106,10 @@ impl Installed {
     /// Survey a distribution just installed from `key`'s wheel (`None`: it cannot be stashed).
     pub fn survey(key: WheelKey, dist_info: &Path) -> Option<Self> {
         let site = dist_info.parent()?;
-        let items = movable_items(site, &read_record(dist_info)?)?;
-        let stamps = stamp_paths(site, &items, &mut Vec::new());
+        let record = read_record(dist_info)?;
+        let items = movable_items(site, &record)?;
+        let listed: HashSet<&str> = record.iter().map(String::as_str).collect();
+        let stamps = stamp_paths(site, &items, &listed)?;
         Some(Self { key, items, stamps })
     }
 }
@@ -412,14 +414,13 @@ impl Stash {
 }
 
 /// The paths that carry a distribution's RECORD when each is moved whole, or `None` if some
-/// cannot be: a folder that holds anything not in this RECORD (beyond `__pycache__`), a path
-/// that is missing, or a path into a folder shared with others below the site folder.
+/// cannot be: a path that is missing, or a path into a folder shared with others below the
+/// site folder. (Whether its folders hold anything else is seen when they are stamped.)
 fn movable_items(site: &Path, record: &[String]) -> Option<Vec<String>> {
     // Bytecode listed in RECORD (`--compile-bytecode`) would be swept with `__pycache__`.
     if record.iter().any(|path| path.contains("__pycache__/")) {
         return None;
     }
-    let listed: HashSet<&str> = record.iter().map(String::as_str).collect();
     let mut items: Vec<String> = Vec::new();
     for path in record {
         let item = if path.starts_with("../") {
@@ -432,11 +433,7 @@ fn movable_items(site: &Path, record: &[String]) -> Option<Vec<String>> {
         }
     }
     for item in &items {
-        let full = site.join(item);
-        let meta = full.symlink_metadata().ok()?;
-        if meta.is_dir() && !owns_folder(&full, item, &listed) {
-            return None;
-        }
+        let meta = site.join(item).symlink_metadata().ok()?;
         if item.starts_with("../") && meta.is_dir() {
             return None;
         }
@@ -450,75 +447,51 @@ fn movable_items(site: &Path, record: &[String]) -> Option<Vec<String>> {
     Some(items)
 }
 
-/// Whether every file below `folder` (named `prefix` in RECORD) is listed, `__pycache__` aside.
-fn owns_folder(folder: &Path, prefix: &str, listed: &HashSet<&str>) -> bool {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return false;
-    };
-    for entry in entries {
-        let Ok(entry) = entry else { return false };
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            return false;
-        };
-        let path = format!("{prefix}/{name}");
-        let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
-        if is_dir && name == "__pycache__" {
-            continue;
-        }
-        let owned = if is_dir {
-            owns_folder(&entry.path(), &path, listed)
-        } else {
-            listed.contains(path.as_str())
-        };
-        if !owned {
-            return false;
-        }
-    }
-    true
-}
-
-/// Stamps of every file and folder of `items` (paths below `site`), keyed as in RECORD; the
-/// `__pycache__` folders met are left out and listed in `bytecode`.
-fn stamp_paths(site: &Path, items: &[String], bytecode: &mut Vec<String>) -> Stamps {
+/// Stamps of every file and folder of `items` (paths below `site`), keyed as in RECORD, with
+/// `__pycache__` left out; `None` as soon as a folder holds a file `listed` (the RECORD) does
+/// not name: a folder shared with another distribution cannot move whole.
+fn stamp_paths(site: &Path, items: &[String], listed: &HashSet<&str>) -> Option<Stamps> {
     let mut stamps = Stamps::new();
     for item in items {
-        stamp_path(&site.join(item), item, &mut stamps, bytecode);
-    }
-    stamps
-}
-
-fn stamp_path(path: &Path, name: &str, stamps: &mut Stamps, bytecode: &mut Vec<String>) {
-    if let Ok(meta) = path.symlink_metadata() {
+        let path = site.join(item);
+        let meta = path.symlink_metadata().ok()?;
         if meta.is_dir() {
-            stamps.insert(name.to_string(), FileStamp::of_folder(&meta));
-            stamp_folder(path, name, stamps, bytecode);
+            stamps.insert(item.clone(), FileStamp::of_folder(&meta));
+            stamp_folder(&path, item, listed, &mut stamps)?;
         } else {
-            stamps.insert(name.to_string(), FileStamp::of(&meta));
+            stamps.insert(item.clone(), FileStamp::of(&meta));
         }
     }
+    Some(stamps)
 }
 
-/// The entries below a folder, each stamped relative to its folder's handle (`fstatat`), which
-/// spares resolving the whole path once per file.
-fn stamp_folder(path: &Path, name: &str, stamps: &mut Stamps, bytecode: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return;
-    };
-    for entry in entries.flatten() {
+/// The entries below a folder, each checked against `listed` from the folder read alone (no
+/// `stat` for a file that is not the distribution's) and stamped relative to the folder's
+/// handle (`fstatat`), which spares resolving the whole path once per file.
+fn stamp_folder(
+    path: &Path,
+    name: &str,
+    listed: &HashSet<&str>,
+    stamps: &mut Stamps,
+) -> Option<()> {
+    for entry in std::fs::read_dir(path).ok()?.flatten() {
         let child = format!("{name}/{}", entry.file_name().to_string_lossy());
-        let Ok(meta) = entry.metadata() else {
+        let is_dir = entry.file_type().ok()?.is_dir();
+        if is_dir && entry.file_name() == "__pycache__" {
             continue;
-        };
-        if meta.is_dir() && entry.file_name() == "__pycache__" {
-            bytecode.push(child);
-        } else if meta.is_dir() {
+        }
+        if !is_dir && !listed.contains(child.as_str()) {
+            return None;
+        }
+        let meta = entry.metadata().ok()?;
+        if is_dir {
             stamps.insert(child.clone(), FileStamp::of_folder(&meta));
-            stamp_folder(&entry.path(), &child, stamps, bytecode);
+            stamp_folder(&entry.path(), &child, listed, stamps)?;
         } else {
             stamps.insert(child, FileStamp::of(&meta));
         }
     }
+    Some(())
 }
 
 /// How far [`holds`] looks at files below the top-level paths.
