@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import fcntl
 import glob
 import hashlib
 import json
@@ -19,6 +20,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import sys
 import textwrap
 import time
@@ -775,6 +777,38 @@ def test_killed_swap_retried_is_not_undone_by_a_later_unrelated_install(delay, m
     assert venv.installed() == {CRASH.name: "1.0", MISC.name: "1.0"}, "installing %s changed %s" % (
         MISC.name, CRASH.name)
     assert assert_complete(venv, CRASH) == "1.0"
+
+
+def test_a_killed_swap_found_while_the_environment_is_locked_is_undone_once_the_lock_is_free(make_venv, world):
+    # The check before the lock skips a journal while another process holds the environment's
+    # lock (it may be mid-swap); the call then waits for the lock, undoes the journal under it
+    # and ends with the version asked for, whole.
+    venv = make_venv()
+    _kill_mid_swap(venv, world, 0.75)
+    journal = os.path.join(stash_of(venv.root), "journal")
+    assert os.path.getsize(journal) > 0, "the kill did not land mid-swap"
+    holder = open(os.path.join(venv.root, ".lock"), "a+")
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    outcome: Dict[str, object] = {}
+
+    def install() -> None:
+        try:
+            outcome["result"] = engine(venv.python, world.url, "%s==1.1" % CRASH.name)
+        except Exception as exc:  # reported below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=install)
+    try:
+        worker.start()
+        time.sleep(0.5)  # the call finds the journal, the lock held, and waits for the lock
+        assert worker.is_alive(), outcome
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        holder.close()
+        worker.join(60)
+    assert "error" not in outcome, outcome
+    assert assert_complete(venv, CRASH) == "1.1"
+    assert journal_is_clear(venv.root)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -291,6 +291,14 @@ async fn install(
         PlanStep::Report => None,
         PlanStep::Apply | PlanStep::Execute(_) => lock_environment(call.key, &env).await,
     };
+    // A swap killed while another process held the lock is undone now, before the
+    // environment is read: undone later, it would change what this call planned against.
+    if _lock.is_some()
+        && let Some(journal) = &state.stash_journal
+        && crate::stash::recover_locked(journal)
+    {
+        state.invalidate();
+    }
     profile.mark("lock");
     let settings = stages::Settings::new(call, &spec, state)?;
     profile.mark("settings");

@@ -177,6 +177,20 @@ pub fn recover_interrupted(journal: &Path) -> bool {
     true
 }
 
+/// Undo a swap a killed process left half done, for a caller that holds the environment's
+/// lock (so no live process is in the middle of a swap): after taking the lock and before
+/// reading the environment, since the check without the lock ([`recover_interrupted`]) skips a
+/// journal whose environment was locked. True when something was undone.
+pub fn recover_locked(journal: &Path) -> bool {
+    if !journal.symlink_metadata().is_ok_and(|meta| meta.len() > 0) {
+        return false;
+    }
+    journal.parent().is_some_and(|dir| {
+        recover(dir);
+        true
+    })
+}
+
 impl Stash {
     /// The stash of `state`'s environment, on the same filesystem as its site folder (see
     /// [`root_of`]). Recovers an interrupted swap first.
