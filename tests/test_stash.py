@@ -606,11 +606,32 @@ def test_a_version_the_uv_binary_reinstalled_is_not_stashed(make_venv, world):
 # 7. Bounds
 
 
+def stash_is_owned(root: str) -> bool:
+    """Whether the stash holds nothing but manifests, their entries' paths and the journal."""
+    owned = set()
+    for name in manifests(root):
+        owned.add(name)
+        manifest = manifest_of_file(root, name)
+        if manifest is None:
+            return False
+        owned.update(item["stashed"] for item in manifest["items"])
+    return set(os.listdir(stash_of(root))) - {"journal"} == owned
+
+
+def manifest_of_file(root: str, name: str) -> Optional[dict]:
+    try:
+        with open(os.path.join(stash_of(root), name)) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
 def wait_for_trim(root: str, bound: int = 16) -> None:
-    """The engine trims the stash on its own thread once a call is answered: wait for that
-    (the test fails below if it never happens)."""
+    """The engine trims the stash on its own thread once a call is answered (an entry's
+    manifest first, then its files): wait until it is done (the test fails below if it never
+    happens)."""
     deadline = time.monotonic() + 10
-    while len(manifests(root)) > bound and time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (len(manifests(root)) <= bound and stash_is_owned(root)):
         time.sleep(0.01)
 
 
