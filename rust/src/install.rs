@@ -293,7 +293,8 @@ async fn install(
     };
     // A swap killed while another process held the lock is undone now, before the
     // environment is read: undone later, it would change what this call planned against.
-    if _lock.is_some()
+    // (Without a lock uv goes on, and so does the engine: the journal is undone all the same.)
+    if !matches!(call.step, PlanStep::Report)
         && let Some(journal) = &state.stash_journal
         && crate::stash::recover_locked(journal)
     {

@@ -568,9 +568,9 @@ pub async fn apply(
 }
 
 /// The checks of a swap: the stash entry for each wheel to install (a `stat` per file), and
-/// whether each replaced distribution may be stashed (a read per folder). When every wheel has an entry, the
-/// swap is renames only, journaled so that a crash leaves the old versions in place (see
-/// `stash.rs`). Run one after the other: waking the pool's threads for them costs more than
+/// whether each replaced distribution may be stashed (its folders' names). When every wheel
+/// has an entry, the swap is renames only, journaled so that a crash leaves the old versions
+/// in place (see `stash.rs`). Run one after the other: waking the pool's threads for them costs more than
 /// running them side by side saves (measured with `benchmarks/phases.py`).
 fn check_stash(
     stash: Option<&mut Stash>,

@@ -161,7 +161,7 @@ pub fn journal_of(root: &Path) -> PathBuf {
 /// (one `stat` of `journal` when there is none). Skipped while another process holds the
 /// environment's lock: it may be in the middle of that swap. True when something was undone.
 pub fn recover_interrupted(journal: &Path) -> bool {
-    if !journal.symlink_metadata().is_ok_and(|meta| meta.len() > 0) {
+    if !interrupted(journal) {
         return false;
     }
     let (Some(dir), Some(root)) = (journal.parent(), journal.parent().and_then(Path::parent))
@@ -177,12 +177,12 @@ pub fn recover_interrupted(journal: &Path) -> bool {
     true
 }
 
-/// Undo a swap a killed process left half done, for a caller that holds the environment's
-/// lock (so no live process is in the middle of a swap): after taking the lock and before
-/// reading the environment, since the check without the lock ([`recover_interrupted`]) skips a
-/// journal whose environment was locked. True when something was undone.
+/// Undo a swap a killed process left half done, for a call about to change the environment
+/// that has taken its lock (no live process is then in the middle of a swap), before it reads
+/// the environment: the check without the lock ([`recover_interrupted`]) skips a journal while
+/// the environment is locked. True when something was undone.
 pub fn recover_locked(journal: &Path) -> bool {
-    if !journal.symlink_metadata().is_ok_and(|meta| meta.len() > 0) {
+    if !interrupted(journal) {
         return false;
     }
     journal.parent().is_some_and(|dir| {
@@ -191,9 +191,15 @@ pub fn recover_locked(journal: &Path) -> bool {
     })
 }
 
+/// Whether `journal` holds the renames of a swap that did not finish (one `stat`).
+fn interrupted(journal: &Path) -> bool {
+    journal.symlink_metadata().is_ok_and(|meta| meta.len() > 0)
+}
+
 impl Stash {
     /// The stash of `state`'s environment, on the same filesystem as its site folder (see
-    /// [`root_of`]). Recovers an interrupted swap first.
+    /// [`root_of`]). An interrupted swap was undone when the call took the environment's lock
+    /// (see [`recover_locked`]).
     pub fn open(state: &EnvState, key: &EnvKey) -> Option<Self> {
         if !enabled() {
             return None;
@@ -206,7 +212,6 @@ impl Stash {
         }
         // Made when something is first stashed: an environment no swap touched has none.
         let dir = root.join(STASH_DIR);
-        recover(&dir);
         Some(Self {
             dir,
             site,
