@@ -11,9 +11,10 @@
 //! parser in `command.rs`, which only answers where it agrees with clap (a property test checks
 //! this); everything else, including every error message, comes from clap.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
@@ -435,8 +436,9 @@ fn foreign_variable_set(read_by_clap: &[String]) -> bool {
     false
 }
 
-/// uv's built `clap::Command` (building it is the expensive part of parsing), and the
-/// variables clap reads for the warm options, both computed once.
+/// uv's `clap::Command` (building it is the expensive part of parsing) and what the router reads
+/// from its definitions, computed once from one tree: every further copy of uv's tree costs
+/// megabytes of heap that the allocator keeps.
 static COMMAND: Mutex<Option<BuiltCommand>> = Mutex::new(None);
 
 /// uv's `clap::Command`, with the values of the variables its options read. clap reads an
@@ -445,13 +447,18 @@ static COMMAND: Mutex<Option<BuiltCommand>> = Mutex::new(None);
 pub struct BuiltCommand {
     command: clap::Command,
     variables: Vec<(OsString, Option<OsString>)>,
+    /// The variables of the options of the root and of the `pip` commands, by clap id.
+    variables_of_id: HashMap<String, Vec<String>>,
+    /// Every argument group id in uv's command tree.
+    groups: HashSet<String>,
 }
 
 impl BuiltCommand {
     fn new() -> Self {
         let command = Cli::command();
         let mut names = Vec::new();
-        collect_variable_names(&command, &mut names);
+        let mut groups = HashSet::new();
+        walk_tree(&command, &mut names, &mut groups);
         names.sort();
         names.dedup();
         let variables = names
@@ -461,7 +468,13 @@ impl BuiltCommand {
                 (name, value)
             })
             .collect();
-        Self { command, variables }
+        let variables_of_id = pip_option_variables(&command);
+        Self {
+            command,
+            variables,
+            variables_of_id,
+            groups,
+        }
     }
 
     fn is_current(&self) -> bool {
@@ -471,17 +484,40 @@ impl BuiltCommand {
     }
 }
 
-fn collect_variable_names(command: &clap::Command, into: &mut Vec<OsString>) {
-    into.extend(
+/// The variable names and group ids of `command` and everything under it.
+fn walk_tree(command: &clap::Command, names: &mut Vec<OsString>, groups: &mut HashSet<String>) {
+    names.extend(
         command
             .get_arguments()
             .filter_map(|arg| arg.get_env().map(OsString::from)),
     );
+    groups.extend(command.get_groups().map(|group| group.get_id().to_string()));
     for sub in command.get_subcommands() {
-        collect_variable_names(sub, into);
+        walk_tree(sub, names, groups);
     }
 }
-static VARIABLES: Mutex<Vec<(usize, Vec<String>)>> = Mutex::new(Vec::new());
+
+/// The variables of the options declared on the root (global options are declared there) or on
+/// a `pip` command, by clap id.
+fn pip_option_variables(command: &clap::Command) -> HashMap<String, Vec<String>> {
+    let pip_leaves = command
+        .find_subcommand("pip")
+        .into_iter()
+        .flat_map(clap::Command::get_subcommands);
+    let mut by_id: HashMap<String, Vec<String>> = HashMap::new();
+    for arg in std::iter::once(command)
+        .chain(pip_leaves)
+        .flat_map(clap::Command::get_arguments)
+    {
+        if let Some(env) = arg.get_env().and_then(|env| env.to_str()) {
+            by_id
+                .entry(arg.get_id().to_string())
+                .or_default()
+                .push(env.to_string());
+        }
+    }
+    by_id
+}
 
 fn lock<T>(mutex: &'static Mutex<T>) -> MutexGuard<'static, T> {
     mutex
@@ -489,46 +525,38 @@ fn lock<T>(mutex: &'static Mutex<T>) -> MutexGuard<'static, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The parser's locks, held across a fork (`fork.rs`).
+/// The parser's lock, held across a fork (`fork.rs`).
 pub struct ParserLocks {
     _command: MutexGuard<'static, Option<BuiltCommand>>,
-    _variables: MutexGuard<'static, Vec<(usize, Vec<String>)>>,
 }
 
 pub fn lock_parser() -> ParserLocks {
     ParserLocks {
         _command: lock(&COMMAND),
-        _variables: lock(&VARIABLES),
     }
 }
 
+/// uv's command tree, built if the variables it read have changed since.
+fn built_command() -> MutexGuard<'static, Option<BuiltCommand>> {
+    let mut built = lock(&COMMAND);
+    if !built.as_ref().is_some_and(BuiltCommand::is_current) {
+        *built = Some(BuiltCommand::new());
+    }
+    built
+}
+
 /// The variables clap reads for the given ids of `pip install` / `pip uninstall`.
-fn variables_of(ids: &'static [&'static str]) -> Vec<String> {
-    let key = ids.as_ptr() as usize;
-    let mut cache = lock(&VARIABLES);
-    if let Some((_, names)) = cache.iter().find(|(k, _)| *k == key) {
-        return names.clone();
-    }
-    let mut names = Vec::new();
-    let mut command = Cli::command();
-    command.build();
-    let pip = command.find_subcommand("pip").cloned();
-    let mut scopes = vec![command.clone()];
-    if let Some(pip) = pip {
-        scopes.extend(pip.get_subcommands().cloned());
-    }
-    for scope in &scopes {
-        for arg in scope.get_arguments() {
-            if ids.contains(&arg.get_id().as_str())
-                && let Some(env) = arg.get_env().and_then(|env| env.to_str())
-            {
-                names.push(env.to_string());
-            }
-        }
-    }
+fn variables_of(ids: &[&str]) -> Vec<String> {
+    let built = built_command();
+    let variables_of_id = &built.as_ref().expect("built above").variables_of_id;
+    let mut names: Vec<String> = ids
+        .iter()
+        .filter_map(|id| variables_of_id.get(*id))
+        .flatten()
+        .cloned()
+        .collect();
     names.sort();
     names.dedup();
-    cache.push((key, names.clone()));
     names
 }
 
@@ -538,10 +566,7 @@ fn config_applies(cwd: &Path, no_config: bool) -> bool {
 
 /// Parse with uv's own definitions.
 fn uv_matches(argv: &[String]) -> std::result::Result<ArgMatches, clap::Error> {
-    let mut built = lock(&COMMAND);
-    if !built.as_ref().is_some_and(BuiltCommand::is_current) {
-        *built = Some(BuiltCommand::new());
-    }
+    let mut built = built_command();
     let command = &mut built.as_mut().expect("built above").command;
     let words = std::iter::once(OsString::from("uv")).chain(
         argv.iter()
@@ -658,7 +683,8 @@ fn leaf_matches(matches: &ArgMatches) -> &ArgMatches {
 /// The ids of every option given on the command line or through its variable, at any level.
 /// Argument groups are left out: they only stand for the options in them.
 fn explicit_ids(matches: &ArgMatches) -> Vec<String> {
-    let groups = group_ids();
+    let built = built_command();
+    let groups = &built.as_ref().expect("built above").groups;
     let mut ids = Vec::new();
     let mut level = Some(matches);
     while let Some(current) = level {
@@ -675,22 +701,6 @@ fn explicit_ids(matches: &ArgMatches) -> Vec<String> {
         level = current.subcommand().map(|(_, sub)| sub);
     }
     ids
-}
-
-/// Every argument group id in uv's command tree.
-fn group_ids() -> &'static std::collections::HashSet<String> {
-    static GROUPS: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
-    GROUPS.get_or_init(|| {
-        fn collect(command: &clap::Command, into: &mut std::collections::HashSet<String>) {
-            into.extend(command.get_groups().map(|group| group.get_id().to_string()));
-            for sub in command.get_subcommands() {
-                collect(sub, into);
-            }
-        }
-        let mut groups = std::collections::HashSet::new();
-        collect(&Cli::command(), &mut groups);
-        groups
-    })
 }
 
 /// The warm engine's arguments, read from clap's matches of `pip install` / `pip uninstall`.
