@@ -239,7 +239,9 @@ def main():
                     # rlib): each would relink the library (minutes, thin LTO) after the other.
                     # Asking for Cargo.toml's own crate types makes it the same unit, so a wheel
                     # build reuses a `cargo build --release` in the same CARGO_TARGET_DIR.
-                    args=[arg for kind in cargo_crate_types() for arg in ("--crate-type", kind)],
+                    args=[arg for kind in cargo_crate_types() for arg in ("--crate-type", kind)]
+                    # Cargo.toml's shipping profile (fat LTO, smaller code), in target/dist.
+                    + ["--profile", "dist"],
                 )
             ],
             cffi_modules=["build_ffi.py:ffibuilder"],

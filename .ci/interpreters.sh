@@ -9,7 +9,8 @@
 #
 # Environment: PYTHON builds the wheel and runs auditwheel (default python3); PYENV_ROOT
 # (default ~/.pyenv) holds the CPythons; CARGO_TARGET_DIR (default ~/.cache/uv-ffi/target) is
-# shared with `cargo build --release`, so the Rust build is reused when it is up to date.
+# shared with `pip install -e` (both build with the `dist` profile), so the Rust build is reused
+# when it is up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
