@@ -736,7 +736,11 @@ class Bench:
             if not self.is_worker(tool):
                 continue
             self.record("import (ms)", tool.name, tool.worker.hello["import_ms"])
-            self.record("resident memory after warm-up (MiB)", tool.name, tool.worker.call({"op": "rss"})["kib"] / 1024.0)
+            rss = tool.worker.call({"op": "rss"})
+            self.record("resident memory after warm-up (MiB)", tool.name, rss["kib"] / 1024.0)
+            largest = sorted(rss["by_mapping"].items(), key=lambda item: -item[1])[:5]
+            self.notes.append("resident memory of %s by mapping: %s" % (
+                tool.name, ", ".join("%s %.1f MiB" % (name, kib / 1024.0) for name, kib in largest)))
         for python, name in [(sys.executable, "uv-ffi"), (self.upstream_python, "upstream (default link)")]:
             if not python:
                 continue

@@ -2,10 +2,12 @@
 100-file package (hardlinks unless a link mode is given), then the median warm no-op, in one
 process.
 
-    python benchmarks/phases.py [N] [hardlink|copy|symlink|clone] [new]
+    python benchmarks/phases.py [N] [hardlink|copy|symlink|clone] [new|cold|new,cold]
 
 ``new``: the stash is emptied (untimed) before each swap, so that every swap links a version
-that is not in it (the old one still goes to the stash).
+that is not in it (the old one still goes to the stash). ``cold``: another process (a Python
+that does nothing) runs, untimed, before each swap and each no-op, so that each call is timed as
+the first one after other processes ran, with cold CPU caches, as ``compare.py`` times it.
 
 To compare two builds of the library (an A/B run), point ``UV_FFI_LIBRARY`` at each in turn,
 alternating runs: each run prints its own medians. For side-by-side figures with other tools,
@@ -33,6 +35,14 @@ VERSIONS = ("1.0.0", "2.0.0")
 
 
 def main(swaps: int, link_mode: str = "hardlink", case: str = "") -> int:
+    cases = set(case.split(",")) - {""}
+    if cases - {"new", "cold"}:
+        raise SystemExit("unknown case(s): %s" % ", ".join(sorted(cases - {"new", "cold"})))
+
+    def other_process() -> None:
+        if "cold" in cases:
+            subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
+
     root = tempfile.mkdtemp(prefix="uv-ffi-phases-")
     wheels = [sample_index.build_wheel(os.path.join(root, "wheels"), "swap-pkg", v, payload_files=100)
               for v in VERSIONS]
@@ -48,8 +58,9 @@ def main(swaps: int, link_mode: str = "hardlink", case: str = "") -> int:
         phases: Dict[str, List[int]] = defaultdict(list)
         for i in range(swaps):
             version = VERSIONS[(i + 1) % 2]
-            if case == "new":
+            if "new" in cases:
                 uv_ffi.clear_stash(os.path.join(venv, "bin", "python"))
+            other_process()
             start = time.perf_counter()
             result = uv_ffi.install(command + version)
             totals.append(time.perf_counter() - start)
@@ -58,13 +69,14 @@ def main(swaps: int, link_mode: str = "hardlink", case: str = "") -> int:
             for phase, us in result.timings_us:
                 phases[phase].append(us)
         noops = []
-        for _ in range(200):
+        for _ in range(swaps if "cold" in cases else 200):
+            other_process()
             start = time.perf_counter()
             uv_ffi.install(command + version)
             noops.append(time.perf_counter() - start)
     print("library: %s" % uv_ffi.library_path())
     print("swap median %.3f ms over %d swaps (%s%s)" % (
-        statistics.median(totals) * 1e3, swaps, link_mode, ", new version" if case == "new" else ""))
+        statistics.median(totals) * 1e3, swaps, link_mode, "".join(", " + c for c in sorted(cases))))
     print("no-op median %.1f us" % (statistics.median(noops) * 1e6))
     print("phases (median us): " + ", ".join("%s %d" % (p, statistics.median(v)) for p, v in phases.items()))
     return 0

@@ -28,6 +28,21 @@ def rss_kib():
     return -1
 
 
+def rss_by_mapping():
+    """Resident KiB by what is mapped: a file's base name, ``[heap]``, ``[anon]`` (thread arenas,
+    stacks, Python's own allocations)..., as ``/proc/self/smaps`` shows them."""
+    kib = {}
+    name = None
+    with open("/proc/self/smaps") as handle:
+        for line in handle:
+            words = line.split()
+            if words and "-" in words[0] and not words[0].endswith(":"):
+                name = os.path.basename(words[5]) if len(words) > 5 else "[anon]"
+            elif words and words[0] == "Rss:":
+                kib[name] = kib.get(name, 0) + int(words[1])
+    return kib
+
+
 def timed_us(action, repeat):
     samples = []
     for _ in range(repeat):
@@ -96,7 +111,7 @@ def handle(request):
         cleared = uv_ffi.clear_stash(request["python"])
         return {"cleared": cleared, "us": (time.perf_counter() - start) * 1e6}
     if op == "rss":
-        return {"kib": rss_kib()}
+        return {"kib": rss_kib(), "by_mapping": rss_by_mapping()}
     raise ValueError("unknown op %r" % op)
 
 
