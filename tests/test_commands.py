@@ -565,3 +565,23 @@ def test_check_groups_a_problem_that_spans_lines():
         "The package `beta` requires `alpha>=1.0`, but it's not installed",
     ]
     assert commands._check_problems("error: something else\n") is None
+
+
+@pytest.mark.parametrize(
+    "variable, value, argv, route, option",
+    [
+        # Variables of options the warm engine honours keep the call on it, as the option would.
+        ("UV_INDEX_URL", "http://127.0.0.1:9/simple", ["pip", "install", "alpha"], "warm", "index_url"),
+        ("UV_PYTHON", sys.executable, ["pip", "install", "alpha"], "warm", "python"),
+        ("UV_PYTHON", sys.executable, ["pip", "list"], "read", "python"),
+        # A variable of an option it leaves to uv sends the call to uv, as the option would.
+        ("UV_EXCLUDE_NEWER", "2022-06-01", ["pip", "install", "alpha"], "uv", "exclude_newer"),
+    ],
+)
+def test_a_variable_routes_the_call_as_its_option_would(monkeypatch, variable, value, argv, route, option):
+    # Which variable stands for which option is read from uv's own command definitions, once.
+    assert uv_ffi.parse_command(argv)["route"] in ("warm", "read")
+    monkeypatch.setenv(variable, value)
+    reply = uv_ffi.parse_command(argv)
+    assert reply["route"] == route, reply
+    assert option in reply["explicit"]
