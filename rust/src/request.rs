@@ -536,7 +536,7 @@ pub fn lock_parser() -> ParserLocks {
     }
 }
 
-/// uv's command tree, built if the variables it read have changed since.
+/// uv's command tree, built again if the variables it read have changed since (for parsing).
 fn built_command() -> MutexGuard<'static, Option<BuiltCommand>> {
     let mut built = lock(&COMMAND);
     if !built.as_ref().is_some_and(BuiltCommand::is_current) {
@@ -545,9 +545,20 @@ fn built_command() -> MutexGuard<'static, Option<BuiltCommand>> {
     built
 }
 
+/// uv's command tree as kept, for what does not depend on the variables' values (which option
+/// a variable stands for, the group ids): checking every variable again would cost more than
+/// the lookup.
+fn kept_command() -> MutexGuard<'static, Option<BuiltCommand>> {
+    let mut built = lock(&COMMAND);
+    if built.is_none() {
+        *built = Some(BuiltCommand::new());
+    }
+    built
+}
+
 /// The variables clap reads for the given ids of `pip install` / `pip uninstall`.
 fn variables_of(ids: &[&str]) -> Vec<String> {
-    let built = built_command();
+    let built = kept_command();
     let variables_of_id = &built.as_ref().expect("built above").variables_of_id;
     let mut names: Vec<String> = ids
         .iter()
@@ -683,7 +694,7 @@ fn leaf_matches(matches: &ArgMatches) -> &ArgMatches {
 /// The ids of every option given on the command line or through its variable, at any level.
 /// Argument groups are left out: they only stand for the options in them.
 fn explicit_ids(matches: &ArgMatches) -> Vec<String> {
-    let built = built_command();
+    let built = kept_command();
     let groups = &built.as_ref().expect("built above").groups;
     let mut ids = Vec::new();
     let mut level = Some(matches);
