@@ -77,3 +77,15 @@ def test_a_real_result_is_a_record(tmp_path):
     assert isinstance(result, RunResult) and result.engine == "printed"
     with pytest.raises(AttributeError):
         result.stdout = ""
+
+
+def test_a_reply_becomes_the_record_init_would_build():
+    # from_json fills the record in one step (_make, no __init__): every field, nothing more.
+    value = uv_ffi._run_value(["pip", "--help"], None, None)
+    made = RunResult.from_json(value)
+    assert set(vars(made)) == set(RunResult._fields)
+    rebuilt = RunResult(**{name: getattr(made, name) for name in RunResult._fields})
+    assert made == rebuilt and hash(made) == hash(rebuilt) and repr(made) == repr(rebuilt)
+    assert made.engine == "printed" and made.stdout == value["stdout"]
+    with pytest.raises(AttributeError):
+        made.engine = "warm"

@@ -155,23 +155,25 @@ class RunResult:
 
     @classmethod
     def from_json(cls, value: dict) -> "RunResult":
-        return cls(
-            installed=tuple((n, v) for n, v in value["installed"]),
-            removed=tuple((n, v) for n, v in value["removed"]),
-            environment=value["environment"],
-            target=value["target"],
-            satisfied=value["satisfied"],
-            dry_run=value["dry_run"],
-            timings_us=tuple((p, t) for p, t in value["timings_us"]),
-            exit_code=value["exit_code"],
-            engine=value["engine"],
-            stdout=value["stdout"],
-            stderr=value["stderr"],
-            plan=None if value["plan"] is None else Plan(PlanEntry(*e) for e in value["plan"]),
-            taken_over=value.get("taken_over", False),
-            stale_modules=value.get("stale_modules", ()),
-            read=None if value.get("read") is None else ReadAnswer.from_json(value["read"]),
-        )
+        # Every field, built in one dict: this runs on every call (see _records._make).
+        plan, read = value["plan"], value.get("read")
+        return cls._make({
+            "installed": tuple((n, v) for n, v in value["installed"]),
+            "removed": tuple((n, v) for n, v in value["removed"]),
+            "environment": value["environment"],
+            "target": value["target"],
+            "satisfied": value["satisfied"],
+            "dry_run": value["dry_run"],
+            "timings_us": tuple((p, t) for p, t in value["timings_us"]),
+            "exit_code": value["exit_code"],
+            "engine": value["engine"],
+            "stdout": value["stdout"],
+            "stderr": value["stderr"],
+            "plan": None if plan is None else Plan(PlanEntry(*e) for e in plan),
+            "taken_over": value.get("taken_over", False),
+            "stale_modules": value.get("stale_modules", ()),
+            "read": None if read is None else ReadAnswer.from_json(read),
+        })
 
 
 Command = Union[str, Sequence[str]]

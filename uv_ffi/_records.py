@@ -5,6 +5,7 @@ two fifths of ``import uv_ffi`` in a new interpreter).
 A record class lists its fields as annotations, in order, with optional defaults
 (``Factory(list)`` for a fresh mutable default). It gets ``__init__`` (positional or keyword),
 ``__repr__``, ``__eq__``, ``__hash__`` over the fields, and refuses attribute assignment.
+``_make(values)`` builds one from a dict that holds every field, unchecked, for hot paths.
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ def record(cls: type) -> type:
     def __delattr__(self: Any, name: str) -> None:
         raise AttributeError("cannot delete field %r: %s is immutable" % (name, cls.__name__))
 
+    def _make(klass: type, values: Dict[str, Any]) -> Any:
+        # For the hot path that fills every field itself (the reply of each call): one dict
+        # update instead of __init__'s per-field checks.
+        self = object.__new__(klass)
+        self.__dict__.update(values)
+        return self
+
     for name, default in fields:
         # Class attributes holding defaults would shadow nothing (instances set every field),
         # but a Factory left there would read as a value.
@@ -91,6 +99,7 @@ def record(cls: type) -> type:
     for name, method in methods.items():
         method.__qualname__ = "%s.%s" % (cls.__qualname__, name)
         setattr(cls, name, method)
+    cls._make = classmethod(_make)
     cls.__match_args__ = names
     cls._fields = names
     return cls
