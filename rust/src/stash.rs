@@ -107,7 +107,7 @@ impl Installed {
     pub fn survey(key: WheelKey, dist_info: &Path) -> Option<Self> {
         let site = dist_info.parent()?;
         let record = read_record(dist_info)?;
-        let items = movable_items(site, &record)?;
+        let items = movable_items(&record)?;
         let listed: HashSet<&str> = record.iter().map(String::as_str).collect();
         let stamps = stamp_paths(site, &items, &listed)?;
         Some(Self { key, items, stamps })
@@ -433,9 +433,9 @@ impl Stash {
 }
 
 /// The paths that carry a distribution's RECORD when each is moved whole, or `None` if some
-/// cannot be: a path that is missing, or a path into a folder shared with others below the
-/// site folder. (Whether its folders hold anything else is seen when they are stamped.)
-fn movable_items(site: &Path, record: &[String]) -> Option<Vec<String>> {
+/// cannot be: an absolute path. (A missing path, a folder outside the site folder, which may be
+/// shared, and a folder holding anything else are seen when they are stamped.)
+fn movable_items(record: &[String]) -> Option<Vec<String>> {
     // Bytecode listed in RECORD (`--compile-bytecode`) would be swept with `__pycache__`.
     if record.iter().any(|path| path.contains("__pycache__/")) {
         return None;
@@ -452,10 +452,6 @@ fn movable_items(site: &Path, record: &[String]) -> Option<Vec<String>> {
         }
     }
     for item in &items {
-        let meta = site.join(item).symlink_metadata().ok()?;
-        if item.starts_with("../") && meta.is_dir() {
-            return None;
-        }
         if Path::new(item)
             .components()
             .any(|c| matches!(c, Component::RootDir))
@@ -467,13 +463,17 @@ fn movable_items(site: &Path, record: &[String]) -> Option<Vec<String>> {
 }
 
 /// Stamps of every file and folder of `items` (paths below `site`), keyed as in RECORD, with
-/// `__pycache__` left out; `None` as soon as a folder holds a file `listed` (the RECORD) does
-/// not name: a folder shared with another distribution cannot move whole.
+/// `__pycache__` left out; `None` when an item is missing, or is a folder outside the site
+/// folder, or as soon as a folder holds a file `listed` (the RECORD) does not name: a folder
+/// shared with another distribution cannot move whole.
 fn stamp_paths(site: &Path, items: &[String], listed: &HashSet<&str>) -> Option<Stamps> {
     let mut stamps = Stamps::new();
     for item in items {
         let path = site.join(item);
         let meta = path.symlink_metadata().ok()?;
+        if meta.is_dir() && item.starts_with("../") {
+            return None;
+        }
         if meta.is_dir() {
             stamps.insert(item.clone(), FileStamp::of_folder(&meta));
             stamp_folder(&path, item, listed, &mut stamps)?;
@@ -494,11 +494,12 @@ fn stamp_folder(
     stamps: &mut Stamps,
 ) -> Option<()> {
     for entry in std::fs::read_dir(path).ok()?.flatten() {
-        let child = format!("{name}/{}", entry.file_name().to_string_lossy());
+        let file_name = entry.file_name();
         let is_dir = entry.file_type().ok()?.is_dir();
-        if is_dir && entry.file_name() == "__pycache__" {
+        if is_dir && file_name == "__pycache__" {
             continue;
         }
+        let child = format!("{name}/{}", file_name.to_string_lossy());
         if !is_dir && !listed.contains(child.as_str()) {
             return None;
         }
