@@ -280,3 +280,34 @@ def test_a_repeated_request_reuses_its_resolution_until_an_input_changes(venv, i
     assert uv_ffi.install(base + "alpha==2.0").installed == (("alpha", "2.0"),)
     assert uv_ffi.get_counters(python=venv.python)["resolutions_reused"] == first + 2
     assert venv.installed() == {"alpha": "2.0", "beta": "1.0", "zeta": "1.0"}
+
+
+def test_new_target_folders_holding_the_same_reuse_one_resolution(venv, index, tmp_path):
+    from uv_ffi import _native
+
+    base = "pip install --python %s -i %s " % (venv.python, index.url)
+
+    def into(folder: str, request: str = "beta==1.0", option: str = "--target %s") -> int:
+        """Install into a --target folder; returns how many resolutions its view reused."""
+        result = uv_ffi.install(base + (option % folder) + " " + request)
+        assert result.installed, result
+        return _native.call("view_get", {"target": folder, "check": False})["counters"]["resolutions_reused"]
+
+    def holds(folder: str) -> dict:
+        pairs = [name[: -len(".dist-info")].split("-") for name in os.listdir(folder) if name.endswith(".dist-info")]
+        return dict(pairs)
+
+    uv_ffi.install(base + "--target %s beta==1.0" % (tmp_path / "warm"))  # the pages are read fresh
+    # The first empty folder resolves against the kept pages; the next ones reuse its answer.
+    assert into(str(tmp_path / "a")) == 0
+    assert into(str(tmp_path / "b")) == 1
+    assert into(str(tmp_path / "c"), option="--target=%s") == 1
+    for name in ("a", "b", "c"):
+        assert holds(str(tmp_path / name)) == {"alpha": "2.0", "beta": "1.0"}
+    # A folder that holds something else is another question: it resolves, and keeps alpha 1.0.
+    uv_ffi.install(base + "--target %s alpha==1.0" % (tmp_path / "d"))
+    assert into(str(tmp_path / "d"), "beta==1.0") == 0
+    assert holds(str(tmp_path / "d")) == {"alpha": "1.0", "beta": "1.0"}
+    # So is another request.
+    assert into(str(tmp_path / "e"), "beta==1.0 zeta==1.0") == 0
+    assert holds(str(tmp_path / "e")) == {"alpha": "2.0", "beta": "1.0", "zeta": "1.0"}

@@ -28,7 +28,7 @@ use uv_pypi_types::ResolverMarkerEnvironment;
 use uv_python::PythonEnvironment;
 
 use crate::error::{ErrorKind, FfiError, Result};
-use crate::plan::KeptResolution;
+use crate::plan::KeptResolutions;
 
 /// A site-packages folder changed by less than this long before it was fingerprinted may change
 /// again within the same timestamp tick, so its fingerprint is not trusted on its own.
@@ -176,8 +176,8 @@ pub struct EnvState {
     fingerprint: Option<Fingerprint>,
     /// Install requests proven satisfied since the last change to this environment.
     satisfied: std::collections::HashSet<String>,
-    /// Resolutions of recent calls, by their inputs (see `install::reuse_key`), newest last.
-    resolutions: std::collections::VecDeque<(String, KeptResolution)>,
+    /// Resolutions of recent calls on this environment (see `install::reuse_key`).
+    pub resolutions: KeptResolutions,
     pub counters: ViewCounters,
     /// The distributions this engine installed from index wheels, as they were right after:
     /// what a swap that replaces one may move into the stash (`stash.rs`).
@@ -187,10 +187,6 @@ pub struct EnvState {
     /// A call used the stash: the engine tidies it when idle (`stash::tidy`).
     pub stash_untidy: bool,
 }
-
-/// How many resolutions an environment keeps for reuse (a host swapping between a few versions
-/// asks the same few questions again and again).
-const KEEP_RESOLUTIONS: usize = 8;
 
 impl EnvState {
     pub fn new(env: PythonEnvironment) -> Result<Self> {
@@ -209,7 +205,7 @@ impl EnvState {
             patched_by_host: false,
             fingerprint: None,
             satisfied: std::collections::HashSet::new(),
-            resolutions: std::collections::VecDeque::new(),
+            resolutions: KeptResolutions::default(),
             counters: ViewCounters::default(),
             installed_wheels: std::collections::HashMap::new(),
             stash_journal: None,
@@ -419,23 +415,6 @@ impl EnvState {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.view.hash(&mut hasher);
         hasher.finish()
-    }
-
-    /// A resolution kept for these inputs, if any.
-    pub fn kept_resolution(&self, inputs: &str) -> Option<KeptResolution> {
-        self.resolutions
-            .iter()
-            .find(|(key, _)| key == inputs)
-            .map(|(_, kept)| kept.clone())
-    }
-
-    /// Keep a resolution for its inputs (the oldest goes when too many are kept).
-    pub fn keep_resolution(&mut self, inputs: String, kept: KeptResolution) {
-        self.resolutions.retain(|(key, _)| *key != inputs);
-        self.resolutions.push_back((inputs, kept));
-        if self.resolutions.len() > KEEP_RESOLUTIONS {
-            self.resolutions.pop_front();
-        }
     }
 }
 

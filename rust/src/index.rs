@@ -13,12 +13,15 @@
 //!   after the pages were read).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use uv_client::RegistryClient;
 use uv_dispatch::SharedState;
 use uv_resolver::FlatIndex;
+
+use crate::plan::KeptResolutions;
 
 /// What one call resolves against.
 #[derive(Clone)]
@@ -30,6 +33,9 @@ pub struct IndexPages {
     /// Which kept pages these are (0: read for this call, not kept yet). Two calls that see the
     /// same generation resolve against the same pages.
     pub generation: u64,
+    /// Resolutions of recent `--target` installs against these pages, shared by every folder:
+    /// their inputs name the folder by what it holds, not where it is (`install::reuse_key`).
+    pub target_resolutions: Arc<Mutex<KeptResolutions>>,
 }
 
 impl IndexPages {
@@ -40,6 +46,7 @@ impl IndexPages {
             state,
             created: Instant::now(),
             generation: 0,
+            target_resolutions: Arc::default(),
         }
     }
 }

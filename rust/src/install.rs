@@ -19,7 +19,7 @@ use crate::engine::{EnvKey, Shared};
 use crate::environment::EnvState;
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::index::{IndexPages, KeptIndexes};
-use crate::plan::{KeptResolution, PlanEntry, PlanStep};
+use crate::plan::{KeptResolution, KeptResolutions, PlanEntry, PlanStep};
 use crate::profile::Profile;
 use crate::stages;
 
@@ -353,31 +353,28 @@ async fn resolve_and_apply(
     let site = state.site_packages()?.clone();
     let build = stages::BuildInputs::default();
     let context = stages::Context::new(call, settings, pages, env.interpreter(), &tags, &build);
-    let reuse = reuse_key(memo.as_deref(), pages, state);
-    let (resolution, hasher) = match call.step {
-        PlanStep::Execute(kept) => (kept.resolution.clone(), kept.hasher.clone()),
-        PlanStep::Apply | PlanStep::Report => {
-            match reuse
-                .as_deref()
-                .and_then(|inputs| state.kept_resolution(inputs))
-            {
-                Some(kept) => {
-                    state.counters.resolutions_reused += 1;
-                    (kept.resolution, kept.hasher)
-                }
-                None => {
-                    let (resolution, hasher) =
-                        stages::resolve(&context, spec, &markers, &site).await?;
-                    if let Some(inputs) = reuse {
-                        let kept = KeptResolution {
-                            resolution: resolution.clone(),
-                            hasher: hasher.clone(),
-                        };
-                        state.keep_resolution(inputs, kept);
-                    }
-                    (resolution, hasher)
-                }
+    let reuse = reuse_key(call, memo.as_deref(), pages, state);
+    let kept = reuse
+        .as_deref()
+        .and_then(|inputs| with_kept(call, pages, state, |kept| kept.get(inputs)));
+    let (resolution, hasher) = match (call.step, kept) {
+        (PlanStep::Execute(kept), _) => (kept.resolution.clone(), kept.hasher.clone()),
+        (PlanStep::Apply | PlanStep::Report, Some(kept)) => {
+            state.counters.resolutions_reused += 1;
+            (kept.resolution, kept.hasher)
+        }
+        (PlanStep::Apply | PlanStep::Report, None) => {
+            let (resolution, hasher) = stages::resolve(&context, spec, &markers, &site).await?;
+            if let Some(inputs) = reuse {
+                let kept = KeptResolution {
+                    resolution: resolution.clone(),
+                    hasher: hasher.clone(),
+                };
+                with_kept(call, pages, state, |resolutions| {
+                    resolutions.keep(inputs, kept)
+                });
             }
+            (resolution, hasher)
         }
     };
     profile.mark("resolve");
@@ -453,17 +450,79 @@ pub async fn lock_environment(
 /// The inputs a resolution depends on, when a later call can reuse it: the same request (words
 /// and directory, without requirement files or `--upgrade`/`--reinstall`: see [`memo_key`]),
 /// against the same kept index pages, with the environment's view the same. The environment
-/// itself is the key's owner. A call on freshly read pages resolves.
-fn reuse_key(memo: Option<&str>, pages: &IndexPages, state: &EnvState) -> Option<String> {
+/// itself is the key's owner, but for a `--target` folder, which its view stands for (see
+/// [`with_kept`]). A call on freshly read pages resolves.
+fn reuse_key(
+    call: Call<'_>,
+    memo: Option<&str>,
+    pages: &IndexPages,
+    state: &EnvState,
+) -> Option<String> {
     let memo = memo?;
     if pages.generation == 0 {
         return None;
     }
+    let request = match &call.args.target {
+        Some(folder) => without_folder(memo, folder)?,
+        None => memo.to_string(),
+    };
     Some(format!(
-        "{}\0{:x}\0{memo}",
+        "{}\0{:x}\0{request}",
         pages.generation,
         state.view_digest()
     ))
+}
+
+/// Act on the resolutions reusable by this call: its environment's, or, for a `--target`
+/// folder, those kept with the index pages, so that a new folder holding what another held
+/// (say, nothing) reuses that folder's resolution.
+fn with_kept<T>(
+    call: Call<'_>,
+    pages: &IndexPages,
+    state: &mut EnvState,
+    act: impl FnOnce(&mut KeptResolutions) -> T,
+) -> T {
+    if call.args.target.is_none() {
+        return act(&mut state.resolutions);
+    }
+    match pages.target_resolutions.lock() {
+        Ok(mut shared) => act(&mut shared),
+        // A panic while they were held: start again from none.
+        Err(poisoned) => {
+            let mut shared = poisoned.into_inner();
+            *shared = KeptResolutions::default();
+            act(&mut shared)
+        }
+    }
+}
+
+/// A request's words (`memo`, `\0`-separated) with its `--target` folder left out (either
+/// spelling, `--target DIR` or `--target=DIR`); `None` unless exactly one word names it, so two
+/// requests differing in more than the folder never share a key.
+fn without_folder(memo: &str, folder: &str) -> Option<String> {
+    let joined = format!("--target={folder}");
+    let words: Vec<&str> = memo.split('\0').collect();
+    if words
+        .iter()
+        .filter(|w| **w == folder || **w == joined)
+        .count()
+        != 1
+    {
+        return None;
+    }
+    let mut kept = Vec::with_capacity(words.len());
+    let mut rest = words.iter().peekable();
+    while let Some(word) = rest.next() {
+        if *word == "--target" && rest.peek() == Some(&&folder) {
+            rest.next();
+            kept.push("--target=");
+        } else if *word == joined || *word == folder {
+            kept.push("--target=");
+        } else {
+            kept.push(word);
+        }
+    }
+    Some(kept.join("\0"))
 }
 
 /// Remember a request as satisfied until the environment changes (when it can be remembered).
@@ -684,5 +743,31 @@ pub fn request_cwd(cwd: Option<&str>) -> Result<PathBuf> {
     match cwd {
         Some(dir) => Ok(PathBuf::from(dir)),
         None => crate::engine::current_dir(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_folder;
+
+    #[test]
+    fn a_target_folder_is_left_out_in_either_spelling() {
+        let spaced = without_folder("/cwd\0pip\0install\0--target\0/t/a\0beta", "/t/a");
+        let joined = without_folder("/cwd\0pip\0install\0--target=/t/b\0beta", "/t/b");
+        assert_eq!(
+            spaced.as_deref(),
+            Some("/cwd\0pip\0install\0--target=\0beta")
+        );
+        assert_eq!(spaced, joined);
+    }
+
+    #[test]
+    fn a_folder_named_twice_keeps_the_request_apart() {
+        // The folder is also a requirement here: leaving both out would make `/t/a` and `/t/b`
+        // the same question.
+        assert_eq!(
+            without_folder("/cwd\0pip\0install\0--target\0/t/a\0/t/a", "/t/a"),
+            None
+        );
     }
 }

@@ -42,6 +42,33 @@ pub struct KeptResolution {
     pub hasher: HashStrategy,
 }
 
+/// Resolutions of recent calls, by their inputs (see `install::reuse_key`), newest last.
+#[derive(Default)]
+pub struct KeptResolutions(std::collections::VecDeque<(String, KeptResolution)>);
+
+/// How many resolutions are kept for reuse (a host swapping between a few versions asks the same
+/// few questions again and again).
+const KEEP_RESOLUTIONS: usize = 8;
+
+impl KeptResolutions {
+    /// A resolution kept for these inputs, if any.
+    pub fn get(&self, inputs: &str) -> Option<KeptResolution> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == inputs)
+            .map(|(_, kept)| kept.clone())
+    }
+
+    /// Keep a resolution for its inputs (the oldest goes when too many are kept).
+    pub fn keep(&mut self, inputs: String, kept: KeptResolution) {
+        self.0.retain(|(key, _)| *key != inputs);
+        self.0.push_back((inputs, kept));
+        if self.0.len() > KEEP_RESOLUTIONS {
+            self.0.pop_front();
+        }
+    }
+}
+
 /// The lines of an install plan, sorted by name.
 pub fn install_entries(plan: &Plan) -> Vec<PlanEntry> {
     let mut entries: Vec<PlanEntry> = plan
