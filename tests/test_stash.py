@@ -918,6 +918,27 @@ def test_a_file_changed_while_installed_is_not_brought_back(edit, link_mode, mak
     assert assert_complete(venv, EDITED) == "1.0"
 
 
+@pytest.mark.parametrize("edit", [None, _edit_by_rename, os.remove], ids=["untouched", "edit-by-rename", "delete"])
+def test_a_version_hard_linked_again_is_stashed_from_what_is_on_disk(edit, make_venv, world):
+    # The second time uv hard-links an archive, the engine takes the stamps of the files it
+    # linked from the first time (no stat per file): a file replaced while installed must still
+    # keep that version from coming back, and an untouched one must still come back.
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (EDITED.name, version))  # noqa: E731
+    install("1.0")
+    install("1.1")
+    uv_ffi.clear_stash(venv.python)
+    install("1.0")  # linked by uv again, from the same archive
+    if edit is not None:
+        edit(os.path.join(venv.site_packages, dist_name(EDITED.name), "data.txt"))
+    install("1.1")
+    _, restored = counts(venv.python)
+    install("1.0")
+    assert counts(venv.python)[1] == restored + (1 if edit is None else 0)
+    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % EDITED.name).root)
+    assert assert_complete(venv, EDITED) == "1.0"
+
+
 # ---------------------------------------------------------------------------------------------
 # 11. Settled folders: a folder whose modification time is old enough is not read again while
 # that time holds (adding or removing a name moves it); every change still shows.

@@ -52,6 +52,8 @@ pub struct Shared {
     pub concurrency: Concurrency,
     /// The threads that link files: the engine's own pool (see `fork.rs`).
     pub pool: std::sync::Arc<rayon::ThreadPool>,
+    /// What earlier installs learned of uv's unpacked archives (`archives.rs`).
+    pub archives: std::sync::Arc<Mutex<crate::archives::Archives>>,
 }
 
 pub struct Engine {
@@ -64,6 +66,7 @@ pub struct Engine {
     clients: HashMap<NetworkKey, WarmClient>,
     concurrency: Concurrency,
     pool: std::sync::Arc<rayon::ThreadPool>,
+    archives: std::sync::Arc<Mutex<crate::archives::Archives>>,
     /// Index pages kept between calls, per interpreter and index configuration.
     pub indexes: KeptIndexes,
     /// `--python` requests already answered, with the executable's stamp to notice a replacement.
@@ -106,6 +109,7 @@ impl Engine {
             })?;
         Ok(Self {
             pool: std::sync::Arc::new(pool),
+            archives: std::sync::Arc::default(),
             caches: HashMap::from([(dir, default_cache.clone())]),
             default_cache,
             clients: HashMap::new(),
@@ -151,6 +155,7 @@ impl Engine {
             base_client,
             concurrency: self.concurrency.clone(),
             pool: self.pool.clone(),
+            archives: self.archives.clone(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! JSON-out functions (see `include/uv_ffi.h`).
 
 pub mod abi;
+mod archives;
 mod capture;
 mod command;
 mod config;

@@ -544,17 +544,15 @@ pub async fn apply(
     removed.sort();
     profile.mark("uninstall");
     let (restored, to_link) = restore(stash.as_mut(), hits, to_install, keys, state);
-    let linked = link(
-        context,
-        to_link.iter().map(|(dist, _)| dist.clone()).collect(),
-        state,
-    )?;
+    let wheels: Vec<CachedDist> = to_link.iter().map(|(dist, _)| dist.clone()).collect();
+    let link_mode = context.settings.link_mode;
+    let linked = link(context, wheels, link_mode, state)?;
     if let Some(stash) = stash {
         stash.finish();
         state.stash_untidy = true;
     }
     if stashing {
-        remember_linked(context.interpreter, to_link, state);
+        remember_linked(context, to_link, link_mode, state);
     }
     profile.mark("install");
     let mut installed: Vec<Pair> = restored
@@ -666,21 +664,35 @@ fn restore(
 }
 
 /// Survey each distribution just linked from an index wheel, so that a later swap may stash it.
+/// What a hard-linked install of an archive learned serves the next one (`archives.rs`).
 fn remember_linked(
-    interpreter: &Interpreter,
+    context: &Context<'_>,
     linked: Vec<(CachedDist, Option<WheelKey>)>,
+    link_mode: LinkMode,
     state: &mut EnvState,
 ) {
-    let layout = interpreter.layout();
+    let layout = context.interpreter.layout();
+    let hard_links = link_mode == LinkMode::Hardlink;
+    let Ok(mut archives) = context.call.shared.archives.lock() else {
+        return;
+    };
     for (dist, key) in linked {
         let Some(key) = key else { continue };
-        let Ok(dist_info) = uv_install_wheel::installed_dist_info_path(&layout, &key.archive)
+        let Some(dist_info) = archives.dist_info(&layout, &key.archive) else {
+            continue;
+        };
+        let known = hard_links
+            .then(|| archives.linked_files(&key.archive))
+            .flatten();
+        let archive = key.archive.clone();
+        let Some(installed) = crate::stash::Installed::survey(key, &dist_info, known.as_deref())
         else {
             continue;
         };
-        if let Some(installed) = crate::stash::Installed::survey(key, &dist_info) {
-            state.installed_wheels.insert(cached_pair(&dist), installed);
+        if hard_links && known.is_none() {
+            archives.remember_linked(&archive, installed.stamps());
         }
+        state.installed_wheels.insert(cached_pair(&dist), installed);
     }
 }
 
@@ -689,6 +701,7 @@ fn remember_linked(
 fn link(
     context: &Context<'_>,
     wheels: Vec<CachedDist>,
+    link_mode: LinkMode,
     state: &mut EnvState,
 ) -> Result<Vec<CachedDist>> {
     if wheels.is_empty() {
@@ -699,13 +712,13 @@ fn link(
         total: wheels.len(),
     });
     // Copy mode: copied once into a staging folder, then linked from there (see staging.rs).
-    let (wheels, link_mode, _staging) = if context.settings.link_mode == LinkMode::Copy {
+    let (wheels, link_mode, _staging) = if link_mode == LinkMode::Copy {
         let site = state.site_dirs().into_iter().next();
         let staging = Staging::new(&site.unwrap_or_default())?;
         let staged = context.call.shared.pool.install(|| staging.stage(wheels))?;
         (staged, LinkMode::Hardlink, Some(staging))
     } else {
-        (wheels, context.settings.link_mode, None)
+        (wheels, link_mode, None)
     };
     let installer = uv_installer::Installer::new(&state.env, Preview::default())
         .with_link_mode(link_mode)

@@ -104,13 +104,23 @@ pub struct Installed {
 
 impl Installed {
     /// Survey a distribution just installed from `key`'s wheel (`None`: it cannot be stashed).
-    pub fn survey(key: WheelKey, dist_info: &Path) -> Option<Self> {
+    /// `linked`: the stamps of the files uv hard-linked from the same archive last time, taken
+    /// as they are for the files it hard-linked again (see `archives.rs`).
+    pub fn survey(key: WheelKey, dist_info: &Path, linked: Option<&Stamps>) -> Option<Self> {
         let site = dist_info.parent()?;
         let record = read_record(dist_info)?;
         let items = movable_items(&record)?;
         let listed: HashSet<&str> = record.iter().map(String::as_str).collect();
-        let stamps = stamp_paths(site, &items, &listed)?;
+        let known = Known {
+            listed,
+            linked: linked.filter(|stamps| !stamps.is_empty()),
+        };
+        let stamps = stamp_paths(site, &items, &known)?;
         Some(Self { key, items, stamps })
+    }
+
+    pub fn stamps(&self) -> &Stamps {
+        &self.stamps
     }
 }
 
@@ -466,9 +476,13 @@ fn movable_items(record: &[String]) -> Option<Vec<String>> {
 /// `__pycache__` left out; `None` when an item is missing, or is a folder outside the site
 /// folder, or as soon as a folder holds a file `listed` (the RECORD) does not name: a folder
 /// shared with another distribution cannot move whole.
-fn stamp_paths(site: &Path, items: &[String], listed: &HashSet<&str>) -> Option<Stamps> {
+fn stamp_paths(site: &Path, items: &[String], known: &Known<'_>) -> Option<Stamps> {
     let mut stamps = Stamps::new();
     for item in items {
+        if let Some(stamp) = known.linked_file(item) {
+            stamps.insert(item.clone(), stamp);
+            continue;
+        }
         let path = site.join(item);
         let meta = path.symlink_metadata().ok()?;
         if meta.is_dir() && item.starts_with("../") {
@@ -476,7 +490,7 @@ fn stamp_paths(site: &Path, items: &[String], listed: &HashSet<&str>) -> Option<
         }
         if meta.is_dir() {
             stamps.insert(item.clone(), FileStamp::of_folder(&meta));
-            stamp_folder(&path, item, listed, &mut stamps)?;
+            stamp_folder(&path, item, known, &mut stamps)?;
         } else {
             stamps.insert(item.clone(), FileStamp::of(&meta));
         }
@@ -484,15 +498,26 @@ fn stamp_paths(site: &Path, items: &[String], listed: &HashSet<&str>) -> Option<
     Some(stamps)
 }
 
+/// What a survey knows before it looks: the paths RECORD lists, and the stamps of the files
+/// uv hard-linked from the same archive last time.
+struct Known<'a> {
+    listed: HashSet<&'a str>,
+    linked: Option<&'a Stamps>,
+}
+
+impl Known<'_> {
+    /// The stamp of `path` if it is a file hard-linked last time (hard-linked again now, it is
+    /// the same file).
+    fn linked_file(&self, path: &str) -> Option<FileStamp> {
+        let stamp = self.linked?.get(path)?;
+        stamp.is_shared_file().then(|| stamp.clone())
+    }
+}
+
 /// The entries below a folder, each checked against `listed` from the folder read alone (no
 /// `stat` for a file that is not the distribution's) and stamped relative to the folder's
 /// handle (`fstatat`), which spares resolving the whole path once per file.
-fn stamp_folder(
-    path: &Path,
-    name: &str,
-    listed: &HashSet<&str>,
-    stamps: &mut Stamps,
-) -> Option<()> {
+fn stamp_folder(path: &Path, name: &str, known: &Known<'_>, stamps: &mut Stamps) -> Option<()> {
     for entry in std::fs::read_dir(path).ok()?.flatten() {
         let file_name = entry.file_name();
         let is_dir = entry.file_type().ok()?.is_dir();
@@ -500,13 +525,17 @@ fn stamp_folder(
             continue;
         }
         let child = format!("{name}/{}", file_name.to_string_lossy());
-        if !is_dir && !listed.contains(child.as_str()) {
+        if !is_dir && !known.listed.contains(child.as_str()) {
             return None;
+        }
+        if !is_dir && let Some(stamp) = known.linked_file(&child) {
+            stamps.insert(child, stamp);
+            continue;
         }
         let meta = entry.metadata().ok()?;
         if is_dir {
             stamps.insert(child.clone(), FileStamp::of_folder(&meta));
-            stamp_folder(&entry.path(), &child, listed, stamps)?;
+            stamp_folder(&entry.path(), &child, known, stamps)?;
         } else {
             stamps.insert(child, FileStamp::of(&meta));
         }
@@ -670,6 +699,11 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
 }
 
 impl FileStamp {
+    /// A file with more than one link when stamped: one of uv's cache files, hard-linked.
+    pub fn is_shared_file(&self) -> bool {
+        self.size != FOLDER && self.ctime_ns == 0
+    }
+
     fn of(meta: &std::fs::Metadata) -> Self {
         let shared = meta.nlink() > 1;
         Self {
