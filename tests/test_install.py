@@ -27,6 +27,33 @@ def test_first_install_brings_dependencies(venv, index):
     assert os.path.isfile(record) and open(installer).read().strip() == "uv"
 
 
+def _linked_files(site_packages: str) -> dict:
+    """Each file below ``site_packages`` (but bytecode): whether it is shared with another path
+    (a hard link into uv's cache) or the environment's own (a clone or a copy)."""
+    found = {}
+    for folder, dirs, files in os.walk(site_packages):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            path = os.path.join(folder, name)
+            found[os.path.relpath(path, site_packages)] = os.lstat(path).st_nlink > 1
+    return found
+
+
+def test_default_link_mode_links_as_uv_does(make_venv, index, tmp_path):
+    # uv's default mode, clone, falls back to hard links per wheel where the filesystem cannot
+    # clone; the engine finds that out once and asks for hard links directly. Either way each
+    # file must end up linked as uv's own default links it, and nothing of the try is left.
+    from uv_ffi.demo import find_uv
+
+    ours, theirs = make_venv(), make_venv()
+    for request in ("alpha==1.0", "beta==1.0", "alpha==1.1"):
+        assert uv_ffi.run(cmd(ours, index, request))[0] == 0
+        subprocess.run([find_uv(), "pip", "install", "--python", theirs.python, "-i", index.url,
+                        "--cache-dir", str(tmp_path / "uv-cache"), request], check=True, capture_output=True)
+    assert _linked_files(ours.site_packages) == _linked_files(theirs.site_packages)
+    assert not [name for name in os.listdir(ours.site_packages) if "probe" in name]
+
+
 def test_swap_noop_and_reinstall(venv, index):
     assert uv_ffi.run(cmd(venv, index, "alpha==1.0"))[:3] == (0, [("alpha", "1.0")], [])
     code, installed, removed, _ = uv_ffi.run(cmd(venv, index, "alpha==1.1"))

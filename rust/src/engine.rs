@@ -54,6 +54,8 @@ pub struct Shared {
     pub pool: std::sync::Arc<rayon::ThreadPool>,
     /// What earlier installs learned of uv's unpacked archives (`archives.rs`).
     pub archives: std::sync::Arc<Mutex<crate::archives::Archives>>,
+    /// Whether uv's cache can be cloned into each filesystem (`reflink.rs`).
+    pub clone_support: std::sync::Arc<Mutex<crate::reflink::CloneSupport>>,
 }
 
 pub struct Engine {
@@ -67,6 +69,7 @@ pub struct Engine {
     concurrency: Concurrency,
     pool: std::sync::Arc<rayon::ThreadPool>,
     archives: std::sync::Arc<Mutex<crate::archives::Archives>>,
+    clone_support: std::sync::Arc<Mutex<crate::reflink::CloneSupport>>,
     /// Index pages kept between calls, per interpreter and index configuration.
     pub indexes: KeptIndexes,
     /// `--python` requests already answered, with the executable's stamp to notice a replacement.
@@ -110,6 +113,7 @@ impl Engine {
         Ok(Self {
             pool: std::sync::Arc::new(pool),
             archives: std::sync::Arc::default(),
+            clone_support: std::sync::Arc::default(),
             caches: HashMap::from([(dir, default_cache.clone())]),
             default_cache,
             clients: HashMap::new(),
@@ -156,6 +160,7 @@ impl Engine {
             concurrency: self.concurrency.clone(),
             pool: self.pool.clone(),
             archives: self.archives.clone(),
+            clone_support: self.clone_support.clone(),
         })
     }
 

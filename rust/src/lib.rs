@@ -21,6 +21,7 @@ mod plan;
 mod profile;
 mod progress;
 mod read;
+mod reflink;
 mod request;
 mod stages;
 mod staging;

@@ -545,7 +545,7 @@ pub async fn apply(
     profile.mark("uninstall");
     let (restored, to_link) = restore(stash.as_mut(), hits, to_install, keys, state);
     let wheels: Vec<CachedDist> = to_link.iter().map(|(dist, _)| dist.clone()).collect();
-    let link_mode = context.settings.link_mode;
+    let link_mode = link_mode_for(context, &wheels, state);
     let linked = link(context, wheels, link_mode, state)?;
     if let Some(stash) = stash {
         stash.finish();
@@ -737,6 +737,19 @@ fn link(
         state.invalidate();
         FfiError::from_anyhow(ErrorKind::Install, &err)
     })
+}
+
+/// The call's link mode, or hard links where it is `clone` and the environment's filesystem
+/// refuses to clone from the cache (see `reflink.rs`).
+fn link_mode_for(context: &Context<'_>, wheels: &[CachedDist], state: &EnvState) -> LinkMode {
+    let requested = context.settings.link_mode;
+    let (Some(first), Some(site)) = (wheels.first(), state.site_dirs().into_iter().next()) else {
+        return requested;
+    };
+    match context.call.shared.clone_support.lock() {
+        Ok(mut support) => support.mode(requested, first.path(), &site),
+        Err(_) => requested,
+    }
 }
 
 fn cached_pair(dist: &CachedDist) -> Pair {
