@@ -409,6 +409,11 @@ impl EnvState {
         self.satisfied.insert(key);
     }
 
+    /// Whether the view holds no distribution.
+    pub fn holds_nothing(&self) -> bool {
+        self.view.is_empty()
+    }
+
     /// What the view says, as one number: equal views give equal digests.
     pub fn view_digest(&self) -> u64 {
         use std::hash::{Hash, Hasher};

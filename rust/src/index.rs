@@ -33,8 +33,8 @@ pub struct IndexPages {
     /// Which kept pages these are (0: read for this call, not kept yet). Two calls that see the
     /// same generation resolve against the same pages.
     pub generation: u64,
-    /// Resolutions of recent `--target` installs against these pages, shared by every folder:
-    /// their inputs name the folder by what it holds, not where it is (`install::reuse_key`).
+    /// Resolutions of recent installs into empty `--target` folders against these pages, shared
+    /// by every such folder: their inputs leave the folder's path out (`install::reuse_key`).
     pub target_resolutions: Arc<Mutex<KeptResolutions>>,
 }
 

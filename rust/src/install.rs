@@ -450,8 +450,8 @@ pub async fn lock_environment(
 /// The inputs a resolution depends on, when a later call can reuse it: the same request (words
 /// and directory, without requirement files or `--upgrade`/`--reinstall`: see [`memo_key`]),
 /// against the same kept index pages, with the environment's view the same. The environment
-/// itself is the key's owner, but for a `--target` folder, which its view stands for (see
-/// [`with_kept`]). A call on freshly read pages resolves.
+/// itself is the key's owner, but for an empty `--target` folder (see [`shares_resolutions`]).
+/// A call on freshly read pages resolves.
 fn reuse_key(
     call: Call<'_>,
     memo: Option<&str>,
@@ -463,8 +463,8 @@ fn reuse_key(
         return None;
     }
     let request = match &call.args.target {
-        Some(folder) => without_folder(memo, folder)?,
-        None => memo.to_string(),
+        Some(folder) if shares_resolutions(call, state) => without_folder(memo, folder)?,
+        _ => memo.to_string(),
     };
     Some(format!(
         "{}\0{:x}\0{request}",
@@ -473,16 +473,23 @@ fn reuse_key(
     ))
 }
 
-/// Act on the resolutions reusable by this call: its environment's, or, for a `--target`
-/// folder, those kept with the index pages, so that a new folder holding what another held
-/// (say, nothing) reuses that folder's resolution.
+/// Whether this call's resolution may serve other folders: a `--target` folder that holds no
+/// distribution asks what every such folder asks (a host filling new folders with one request
+/// resolves once). A folder holding some does not share: what it holds may come from elsewhere
+/// than another folder's same versions.
+fn shares_resolutions(call: Call<'_>, state: &EnvState) -> bool {
+    call.args.target.is_some() && state.holds_nothing()
+}
+
+/// Act on the resolutions reusable by this call: its environment's, or, when it shares them
+/// (see [`shares_resolutions`]), those kept with the index pages for every empty folder.
 fn with_kept<T>(
     call: Call<'_>,
     pages: &IndexPages,
     state: &mut EnvState,
     act: impl FnOnce(&mut KeptResolutions) -> T,
 ) -> T {
-    if call.args.target.is_none() {
+    if !shares_resolutions(call, state) {
         return act(&mut state.resolutions);
     }
     match pages.target_resolutions.lock() {
