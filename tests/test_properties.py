@@ -89,6 +89,51 @@ def test_the_fast_parser_agrees_with_uvs_parser_wherever_it_answers(argv):
         assert reply["warm"] == reply["fast"]
 
 
+# The read parser's options (pip list / freeze / show), with values uv accepts and some it
+# refuses, plus words it does not take.
+READ_OPTION_VALUES = {
+    "--python": PATHS, "-p": PATHS, "--target": PATHS, "-t": PATHS, "--cache-dir": PATHS, "--prefix": PATHS,
+    "--format": st.sampled_from(["columns", "freeze", "json", "yaml", ""]),
+    "--exclude": st.sampled_from(["alpha", "Beta_Two", "bad name", ""]),
+}
+READ_FLAGS = ["--system", "--no-system", "--no-config", "-q", "--quiet", "-qq", "-v", "--strict", "--no-strict",
+              "--editable", "-e", "--exclude-editable", "--files", "-f", "--outdated", "--frobnicate", "--"]
+
+
+@st.composite
+def read_lines(draw):
+    words = draw(st.sampled_from(["pip", "uv pip"])).split() + [draw(st.sampled_from(["list", "freeze", "show"]))]
+    for _ in range(draw(st.integers(0, 5))):
+        kind = draw(st.integers(0, 2))
+        if kind == 0:
+            words.append(draw(st.sampled_from(READ_FLAGS)))
+        elif kind == 1:
+            name = draw(st.sampled_from(sorted(READ_OPTION_VALUES)))
+            value = draw(READ_OPTION_VALUES[name])
+            words += [name + "=" + value] if draw(st.booleans()) else [name, value]
+        else:
+            words.append(draw(st.sampled_from(["alpha", "Mixed_Case.Name", "no such", "beta"])))
+    return words
+
+
+@settings(max_examples=1000, deadline=None)
+@given(read_lines())
+def test_the_fast_read_parser_agrees_with_uvs_parser_wherever_it_answers(argv):
+    # As for installs: a read the fast parser takes must be one uv's parser routes to the engine's
+    # snapshot, understood the same way (the command, its options, the environment's).
+    reply = uv_ffi.parse_command(argv)
+    if reply["fast_read"] is not None:
+        assert reply["route"] == "read", (reply["error"], reply["explicit"])
+        assert reply["read"] == reply["fast_read"]
+
+
+def test_common_reads_take_the_fast_parser():
+    for line in ["pip list --python /x/bin/python", "pip list --format json", "pip freeze --exclude alpha",
+                 "uv pip show alpha --files --target /t", "pip list -q --cache-dir /c --no-config"]:
+        reply = uv_ffi.parse_command(line)
+        assert reply["fast_read"] is not None and reply["fast_read"] == reply["read"], line
+
+
 printable = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20)
 
 

@@ -287,7 +287,7 @@ run_capture = run
 
 
 def parse_command(cmd: Command) -> dict:
-    """Understand a command without running it: ``{"argv", "fast", "route", "warm", "explicit"}``
-    (see ``uv_ffi_parse`` in the header)."""
+    """Understand a command without running it: ``{"argv", "fast", "route", "warm", "explicit",
+    "error", "fast_read", "read"}`` (see ``uv_ffi_parse`` in the header)."""
     key = "command" if isinstance(cmd, str) else "argv"
     return _native.call("parse", {key: cmd if isinstance(cmd, str) else list(cmd)})

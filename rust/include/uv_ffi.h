@@ -51,12 +51,15 @@ char *uv_ffi_info(const char *request);
  * would, without running it.
  * Value {"argv": [str], "fast": {"command": "pip_install"|"pip_uninstall", ...}|null,
  *        "route": "warm"|"read"|"uv"|"printed"|"error", "warm": {...}|null, "explicit": [str],
- *        "error": str|null}.
+ *        "error": str|null, "fast_read": str|null, "read": str|null}.
  * fast: the hot path's own parser (null where it leaves the command to uv's parser); warm: the
  * warm engine's arguments as read from uv's parse when route is "warm" ("read": pip list,
  * freeze, show or check answered from the engine's snapshot); explicit: the clap ids
  * of the options given on the command line or through their UV_* variables; error: uv's
- * message when its parser refuses the command. */
+ * message when its parser refuses the command; fast_read: the hot path's parser of pip list,
+ * freeze and show (null where it leaves the command to uv's parser) and read: the read as uv's
+ * parser routed it (null unless route is "read"), each a rendering of the command and its
+ * options, equal when the two parsers agree. */
 char *uv_ffi_parse(const char *request);
 
 /* Request {"command"?: str, "argv"?: [str], "cwd"?: str, "check"?: bool = true,

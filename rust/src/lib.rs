@@ -10,6 +10,7 @@ mod engine;
 mod environment;
 mod error;
 mod fallback;
+mod fast_read;
 mod fork;
 mod guard;
 mod index;

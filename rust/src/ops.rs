@@ -582,7 +582,16 @@ fn run_read(
     profile.mark("read");
     match answered {
         Ok((outcome, key)) => read_reply(outcome, Some(key), profile),
-        Err(uv) => run_uv(uv, cwd, profile),
+        Err(uv) => match uv.route(&cwd)? {
+            Route::Uv(call) => run_uv(call, cwd, profile),
+            Route::Printed { printed, exit_code } => {
+                Ok(InstallReply::printed(printed, exit_code, profile))
+            }
+            Route::Warm(_) | Route::Read(_) => Err(FfiError::new(
+                ErrorKind::Internal,
+                "uv's command line was asked for a read and routed it elsewhere".to_string(),
+            )),
+        },
     }
 }
 

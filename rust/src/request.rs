@@ -50,13 +50,30 @@ pub struct UvCall {
     pub needs_cache_lock: bool,
 }
 
-/// A read-only command the engine answers itself, with the same words ready for uv's command
-/// line in case the engine cannot find the environment the way uv would.
+/// A read-only command the engine answers itself, with the same words for uv's command line
+/// in case the engine cannot find the environment the way uv would.
 pub struct ReadCall {
     pub command: ReadCommand,
     /// The environment and printing options (`--python`, `--target`, `-q`, ...).
     pub args: InstallArgs,
-    pub uv: UvCall,
+    pub uv: ReadFallback,
+}
+
+/// uv's own command line for a read: already parsed (uv's parser routed the read), or the words
+/// only (the fast parser did), which uv parses when the engine leaves the read to it.
+pub enum ReadFallback {
+    Parsed(Box<UvCall>),
+    Words(Vec<String>),
+}
+
+impl ReadFallback {
+    /// The route through uv's own command line.
+    pub fn route(self, cwd: &Path) -> Result<Route> {
+        match self {
+            Self::Parsed(call) => Ok(Route::Uv(*call)),
+            Self::Words(argv) => route_to_uv(&argv, cwd),
+        }
+    }
 }
 
 /// Route a tokenized command (with or without a leading `uv`).
@@ -67,6 +84,17 @@ pub fn route(argv: &[String], cwd: &Path) -> Result<Route> {
         && !config_applies(cwd, false)
     {
         return Ok(Route::Warm(command));
+    }
+    if let Some(read) = crate::fast_read::parse(argv)
+        && !foreign_variable_set(&[])
+        && !colour_forced()
+        && !config_applies(cwd, read.no_config)
+    {
+        return Ok(Route::Read(Box::new(ReadCall {
+            command: read.command,
+            args: read.args,
+            uv: ReadFallback::Words(argv.to_vec()),
+        })));
     }
     route_with_uv_parser(argv, cwd, true)
 }
@@ -85,15 +113,23 @@ pub struct Understanding {
     pub explicit: Vec<String>,
     /// uv's message when the route is `"error"`.
     pub error: Option<String>,
+    /// The read command and its options as the fast read parser understood them (`fast_read.rs`),
+    /// and as uv's parser routed them: renderings that are equal when the two agree.
+    pub fast_read: Option<String>,
+    pub read: Option<String>,
 }
 
 pub fn understand(argv: &[String], cwd: &Path) -> Understanding {
     let explicit = uv_matches(argv)
         .map(|matches| explicit_ids(&matches))
         .unwrap_or_default();
+    let mut read = None;
     let (route, warm, error) = match route_with_uv_parser(argv, cwd, true) {
         Ok(Route::Warm(command)) => ("warm", Some(command), None),
-        Ok(Route::Read(_)) => ("read", None, None),
+        Ok(Route::Read(call)) => {
+            read = Some(rendered(&call.command, &call.args));
+            ("read", None, None)
+        }
         Ok(Route::Uv(_)) => ("uv", None, None),
         Ok(Route::Printed { .. }) => ("printed", None, None),
         Err(err) => ("error", None, Some(err.message)),
@@ -104,7 +140,13 @@ pub fn understand(argv: &[String], cwd: &Path) -> Understanding {
         warm,
         explicit,
         error,
+        fast_read: crate::fast_read::parse(argv).map(|fast| rendered(&fast.command, &fast.args)),
+        read,
     }
+}
+
+fn rendered(command: &ReadCommand, args: &InstallArgs) -> String {
+    format!("{command:?} {args:?}")
 }
 
 /// Route with uv's parser, never to the warm engine: for a command the warm engine found it
@@ -174,7 +216,7 @@ fn route_with_uv_parser(argv: &[String], cwd: &Path, allow_warm: bool) -> Result
         Some((command, args)) => Route::Read(Box::new(ReadCall {
             command,
             args,
-            uv: call,
+            uv: ReadFallback::Parsed(Box::new(call)),
         })),
         None => Route::Uv(call),
     })
@@ -210,12 +252,11 @@ const READ_IDS: &[&str] = &[
 fn read_command(cli: &Cli, explicit: &[String]) -> Option<ReadCommand> {
     let honoured = explicit.iter().all(|id| READ_IDS.contains(&id.as_str()));
     // uv colours its text when asked to, and the engine's text has no colour.
-    let colour_forced = matches!(
+    let colour_asked = matches!(
         cli.top_level.global_args.color,
         Some(uv_cli::ColorChoice::Always)
-    ) || std::env::var_os("FORCE_COLOR").is_some_and(|v| !v.is_empty())
-        || std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0");
-    if !honoured || colour_forced {
+    );
+    if !honoured || colour_asked || colour_forced() {
         return None;
     }
     match pip_subcommand(cli)? {
@@ -244,6 +285,12 @@ fn read_command(cli: &Cli, explicit: &[String]) -> Option<ReadCommand> {
         PipCommand::Check(_) => Some(ReadCommand::Check),
         _ => None,
     }
+}
+
+/// Whether a variable makes uv colour its text even into a pipe.
+fn colour_forced() -> bool {
+    std::env::var_os("FORCE_COLOR").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// Options whose value is a path, as uv spells them.
