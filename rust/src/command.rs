@@ -347,7 +347,7 @@ fn long_name(flag: &str) -> &str {
 }
 
 /// Split `--name=value`, or `-Xvalue` for a short option that takes a value.
-fn split_flag(arg: &str) -> (&str, Option<String>) {
+pub(crate) fn split_flag(arg: &str) -> (&str, Option<String>) {
     if let Some(long) = arg.strip_prefix("--") {
         if let Some((name, value)) = long.split_once('=') {
             return (&arg[..name.len() + 2], Some(value.to_string()));

@@ -71,12 +71,9 @@ pub fn parse(argv: &[String]) -> Option<FastRead> {
             given.args.packages.push(word.clone());
             continue;
         }
-        let (flag, inline) = match word.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
-            _ => (word.as_str(), None),
-        };
+        let (flag, inline) = crate::command::split_flag(word);
         let value = match (takes_value(flag), inline) {
-            (true, Some(value)) => Some(value.to_string()),
+            (true, Some(value)) => Some(value),
             (true, None) => Some(words.next()?.clone()),
             (false, Some(_)) => return None,
             (false, None) => None,
