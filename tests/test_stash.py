@@ -508,6 +508,47 @@ def test_a_damaged_entry_is_discarded_not_restored(tamper, link_mode, make_venv,
     assert assert_complete(venv, TAMPER) == "1.0"
 
 
+@pytest.mark.parametrize("tamper, link_mode", TAMPERING)
+def test_a_damaged_entry_is_discarded_after_swaps_back_and_forth(tamper, link_mode, make_venv, world):
+    # After a few swaps an entry is judged by its folders' watches, not a stat per file
+    # (rust/src/watch.rs): every change must still keep it from coming back.
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "--link-mode", link_mode,  # noqa: E731
+                                     "%s==%s" % (TAMPER.name, version))
+    for version in ("1.0", "1.1", "1.0", "1.1", "1.0", "1.1"):
+        install(version)
+    stashed, restored = counts(venv.python)
+    assert restored >= 4
+    tamper(_stashed_package_folder(venv.root, TAMPER))
+
+    install("1.0")
+    assert counts(venv.python) == (stashed + 1, restored)
+    assert manifest_of(venv.root, TAMPER.name, "1.0") is None
+    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % TAMPER.name, link_mode=link_mode).root)
+    assert assert_complete(venv, TAMPER) == "1.0"
+
+
+@pytest.mark.parametrize("edit, link_mode", [
+    pytest.param(_append, "copy", id="append-copy"),
+    pytest.param(_same_size_same_mtime, "copy", id="same-size-same-mtime-copy"),
+    pytest.param(_rewrite_by_rename, "hardlink", id="rewrite-by-rename-hardlink"),
+    pytest.param(_delete, "hardlink", id="delete-hardlink"),
+])
+def test_a_change_made_while_installed_after_swaps_is_not_brought_back(edit, link_mode, make_venv, world):
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "--link-mode", link_mode,  # noqa: E731
+                                     "%s==%s" % (TAMPER.name, version))
+    for version in ("1.0", "1.1", "1.0", "1.1", "1.0"):
+        install(version)
+    edit(os.path.join(venv.site_packages, dist_name(TAMPER.name)))
+    install("1.1")
+    _, restored = counts(venv.python)
+    install("1.0")
+    assert counts(venv.python)[1] == restored
+    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % TAMPER.name, link_mode=link_mode).root)
+    assert assert_complete(venv, TAMPER) == "1.0"
+
+
 def test_a_damaged_top_level_file_entry_is_discarded(make_venv, world):
     shape = SHAPES["module"]
     venv = make_venv()

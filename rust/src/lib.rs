@@ -28,3 +28,4 @@ mod stages;
 mod staging;
 mod stash;
 mod uninstall;
+mod watch;

@@ -525,7 +525,7 @@ pub async fn apply(
     progress::stop_point("nothing was changed (the wheels it fetched stay in uv's cache)")?;
     let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
     let keys: Vec<Option<WheelKey>> = to_install.iter().map(WheelKey::of).collect();
-    let mut stash = Stash::open(state, context.call.key);
+    let mut stash = Stash::open(state, context.call.key, &context.call.shared.watches);
     // Only an environment that has a stash needs to know what it installed.
     let stashing = stash.is_some();
     let replaced: Vec<(InstalledDist, Option<Installed>)> = reinstalls
@@ -685,7 +685,10 @@ fn remember_linked(
             .then(|| archives.linked_files(&key.archive))
             .flatten();
         let archive = key.archive.clone();
-        let Some(installed) = crate::stash::Installed::survey(key, &dist_info, known.as_deref())
+        let mut watches = context.call.shared.watches.lock().ok();
+        let watches = watches.as_deref_mut();
+        let Some(installed) =
+            crate::stash::Installed::survey(key, &dist_info, known.as_deref(), watches)
         else {
             continue;
         };

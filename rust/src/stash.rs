@@ -30,12 +30,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use uv_distribution_types::{CachedDist, InstalledDist, Name};
 
 use crate::engine::EnvKey;
 use crate::environment::EnvState;
+use crate::watch::{Vouch, Watches};
 
 /// The folder name of the stash.
 pub const STASH_DIR: &str = ".uv-ffi-stash";
@@ -105,17 +107,29 @@ pub struct Installed {
 impl Installed {
     /// Survey a distribution just installed from `key`'s wheel (`None`: it cannot be stashed).
     /// `linked`: the stamps of the files uv hard-linked from the same archive last time, taken
-    /// as they are for the files it hard-linked again (see `archives.rs`).
-    pub fn survey(key: WheelKey, dist_info: &Path, linked: Option<&Stamps>) -> Option<Self> {
+    /// as they are for the files it hard-linked again (see `archives.rs`). A survey that
+    /// stamps every file vouches for the folders it read (`watch.rs`).
+    pub fn survey(
+        key: WheelKey,
+        dist_info: &Path,
+        linked: Option<&Stamps>,
+        watches: Option<&mut Watches>,
+    ) -> Option<Self> {
         let site = dist_info.parent()?;
         let record = read_record(dist_info)?;
         let items = movable_items(&record)?;
         let listed: HashSet<&str> = record.iter().map(String::as_str).collect();
-        let known = Known {
+        let linked = linked.filter(|stamps| !stamps.is_empty());
+        let mut known = Known {
             listed,
-            linked: linked.filter(|stamps| !stamps.is_empty()),
+            linked,
+            watches: watches.filter(|_| linked.is_none()),
+            vouches: Vec::new(),
         };
-        let stamps = stamp_paths(site, &items, &known)?;
+        let stamps = stamp_paths(site, &items, &mut known)?;
+        if let Some(watches) = known.watches {
+            watches.confirm(&known.vouches);
+        }
         Some(Self { key, items, stamps })
     }
 
@@ -139,6 +153,9 @@ struct Manifest {
 pub struct Stash {
     dir: PathBuf,
     site: PathBuf,
+    /// The filesystem both are on.
+    dev: u64,
+    watches: Arc<Mutex<Watches>>,
     atomic: bool,
     /// Whether this call wrote to the journal (which must then be emptied).
     journaled: bool,
@@ -210,14 +227,14 @@ impl Stash {
     /// The stash of `state`'s environment, on the same filesystem as its site folder (see
     /// [`root_of`]). An interrupted swap was undone when the call took the environment's lock
     /// (see [`recover_locked`]).
-    pub fn open(state: &EnvState, key: &EnvKey) -> Option<Self> {
+    pub fn open(state: &EnvState, key: &EnvKey, watches: &Arc<Mutex<Watches>>) -> Option<Self> {
         if !enabled() {
             return None;
         }
         let root = root_of(key, state)?;
         let site = state.site_dirs().into_iter().next()?;
-        let same_fs = std::fs::metadata(&root).ok()?.dev() == std::fs::metadata(&site).ok()?.dev();
-        if !same_fs {
+        let dev = std::fs::metadata(&site).ok()?.dev();
+        if std::fs::metadata(&root).ok()?.dev() != dev {
             return None;
         }
         // Made when something is first stashed: an environment no swap touched has none.
@@ -225,6 +242,8 @@ impl Stash {
         Some(Self {
             dir,
             site,
+            dev,
+            watches: watches.clone(),
             atomic: false,
             journaled: false,
             spares: Vec::new(),
@@ -254,7 +273,7 @@ impl Stash {
             if &manifest.key != key {
                 continue;
             }
-            if self.intact(&manifest) {
+            if self.intact(&entry, &manifest) {
                 return Some(Found { entry, manifest });
             }
             discard(&self.dir, &entry, &manifest);
@@ -264,10 +283,11 @@ impl Stash {
 
     /// Whether `dist` may be stashed: its top-level paths are the ones the engine installed
     /// (same stamps) and each of its folders holds exactly the names its RECORD gives it, so
-    /// that moving the folders whole takes nothing uv's uninstall would leave. Files below them
-    /// are not stamped here (a `stat` each): an edit made while installed is caught by the
-    /// stamps when the entry is looked for, which discards it. Returns the `__pycache__`
-    /// folders met, which do not go with it.
+    /// that moving the folders whole takes nothing uv's uninstall would leave (not read when
+    /// their watches saw no change: `watch.rs`). Files below them are not stamped here (a
+    /// `stat` each): an edit made while installed is caught by the stamps when the entry is
+    /// looked for, which discards it. Returns the `__pycache__` folders met, which do not go
+    /// with it.
     pub fn check_out(&self, dist: &InstalledDist, installed: &Installed) -> Option<Vec<String>> {
         if dist.install_path().parent()? != self.site {
             return None;
@@ -278,7 +298,10 @@ impl Stash {
             .iter()
             .map(|item| (self.site.join(item), item.as_str()))
             .collect();
-        let check = Check::Names;
+        let check = match self.unchanged_folders(&installed.stamps) {
+            Some(false) => Check::Roots,
+            Some(true) | None => Check::Names,
+        };
         holds(&here, &installed.stamps, check, &mut bytecode).then_some(bytecode)
     }
 
@@ -340,6 +363,8 @@ impl Stash {
             // The distribution is out of the environment either way; without a manifest its
             // files are of no use (a full disk, say), so they go as uv's uninstall would.
             discard(&self.dir, &entry, &manifest);
+        } else if let Ok(mut watches) = self.watches.lock() {
+            watches.own_entry(entry.manifest_name(), true);
         }
         Some((manifest.name, manifest.version))
     }
@@ -370,6 +395,9 @@ impl Stash {
         }
         self.rename_all(&moves).ok()?;
         let _ = std::fs::remove_file(self.dir.join(entry.manifest_name()));
+        if let Ok(mut watches) = self.watches.lock() {
+            watches.own_entry(entry.manifest_name(), false);
+        }
         let stamps = restamp(manifest.files, &manifest.items, |item| {
             self.site.join(&item.original)
         });
@@ -432,13 +460,44 @@ impl Stash {
         file.write_all(text.as_bytes())
     }
 
-    fn intact(&self, manifest: &Manifest) -> bool {
+    /// Whether every file and folder of the entry still has its stamp: the top-level paths are
+    /// looked at, and everything below them too unless their folders' watches saw no change
+    /// since they were last found to hold (`watch.rs`).
+    fn intact(&self, entry: &Entry, manifest: &Manifest) -> bool {
         let here: Vec<(PathBuf, &str)> = manifest
             .items
             .iter()
             .map(|item| (self.dir.join(&item.stashed), item.original.as_str()))
             .collect();
-        holds(&here, &manifest.files, Check::Stamps, &mut Vec::new())
+        let own = self
+            .watches
+            .lock()
+            .is_ok_and(|w| w.is_own_entry(&entry.manifest_name()));
+        if own && self.unchanged_folders(&manifest.files).is_some() {
+            return holds(&here, &manifest.files, Check::Roots, &mut Vec::new());
+        }
+        let folders = folders_of(&here, &manifest.files);
+        let vouches: Vec<Vouch> = match self.watches.lock() {
+            Ok(mut watches) => folders.iter().filter_map(|f| watches.begin(f)).collect(),
+            Err(_) => Vec::new(),
+        };
+        let intact = holds(&here, &manifest.files, Check::Stamps, &mut Vec::new());
+        if intact && let Ok(mut watches) = self.watches.lock() {
+            watches.confirm(&vouches);
+        }
+        intact
+    }
+
+    /// `Some` when every folder in `stamps` is watched and unchanged since it was last found to
+    /// hold; `Some(true)` when a `__pycache__` appeared in one of them meanwhile.
+    fn unchanged_folders(&self, stamps: &Stamps) -> Option<bool> {
+        let mut watches = self.watches.lock().ok()?;
+        watches.drain();
+        let mut bytecode = false;
+        for stamp in stamps.values().filter(|stamp| stamp.size == FOLDER) {
+            bytecode |= watches.unchanged((self.dev, stamp.ino))?;
+        }
+        Some(bytecode)
     }
 }
 
@@ -476,7 +535,7 @@ fn movable_items(record: &[String]) -> Option<Vec<String>> {
 /// `__pycache__` left out; `None` when an item is missing, or is a folder outside the site
 /// folder, or as soon as a folder holds a file `listed` (the RECORD) does not name: a folder
 /// shared with another distribution cannot move whole.
-fn stamp_paths(site: &Path, items: &[String], known: &Known<'_>) -> Option<Stamps> {
+fn stamp_paths(site: &Path, items: &[String], known: &mut Known<'_>) -> Option<Stamps> {
     let mut stamps = Stamps::new();
     for item in items {
         if let Some(stamp) = known.linked_file(item) {
@@ -490,6 +549,7 @@ fn stamp_paths(site: &Path, items: &[String], known: &Known<'_>) -> Option<Stamp
         }
         if meta.is_dir() {
             stamps.insert(item.clone(), FileStamp::of_folder(&meta));
+            known.begin(&path);
             stamp_folder(&path, item, known, &mut stamps)?;
         } else {
             stamps.insert(item.clone(), FileStamp::of(&meta));
@@ -499,13 +559,23 @@ fn stamp_paths(site: &Path, items: &[String], known: &Known<'_>) -> Option<Stamp
 }
 
 /// What a survey knows before it looks: the paths RECORD lists, and the stamps of the files
-/// uv hard-linked from the same archive last time.
+/// uv hard-linked from the same archive last time; and the watches of the folders it reads
+/// (only when it stamps every file in them).
 struct Known<'a> {
     listed: HashSet<&'a str>,
     linked: Option<&'a Stamps>,
+    watches: Option<&'a mut Watches>,
+    vouches: Vec<Vouch>,
 }
 
 impl Known<'_> {
+    /// About to read every name and file in the folder at `path`: watch it from now.
+    fn begin(&mut self, path: &Path) {
+        if let Some(vouch) = self.watches.as_deref_mut().and_then(|w| w.begin(path)) {
+            self.vouches.push(vouch);
+        }
+    }
+
     /// The stamp of `path` if it is a file hard-linked last time (hard-linked again now, it is
     /// the same file).
     fn linked_file(&self, path: &str) -> Option<FileStamp> {
@@ -517,7 +587,7 @@ impl Known<'_> {
 /// The entries below a folder, each checked against `listed` from the folder read alone (no
 /// `stat` for a file that is not the distribution's) and stamped relative to the folder's
 /// handle (`fstatat`), which spares resolving the whole path once per file.
-fn stamp_folder(path: &Path, name: &str, known: &Known<'_>, stamps: &mut Stamps) -> Option<()> {
+fn stamp_folder(path: &Path, name: &str, known: &mut Known<'_>, stamps: &mut Stamps) -> Option<()> {
     for entry in std::fs::read_dir(path).ok()?.flatten() {
         let file_name = entry.file_name();
         let is_dir = entry.file_type().ok()?.is_dir();
@@ -535,6 +605,7 @@ fn stamp_folder(path: &Path, name: &str, known: &Known<'_>, stamps: &mut Stamps)
         let meta = entry.metadata().ok()?;
         if is_dir {
             stamps.insert(child.clone(), FileStamp::of_folder(&meta));
+            known.begin(&entry.path());
             stamp_folder(&entry.path(), &child, known, stamps)?;
         } else {
             stamps.insert(child, FileStamp::of(&meta));
@@ -550,6 +621,9 @@ enum Check {
     Stamps,
     /// Files are not looked at; folders are (their names, as below).
     Names,
+    /// Nothing below the top-level paths is looked at: their folders' watches saw no change
+    /// since everything in them was last found to hold (`watch.rs`).
+    Roots,
 }
 
 /// Whether the top-level paths `roots` (each a path and its name in RECORD) and everything
@@ -576,7 +650,11 @@ fn holds(
                 None => root.clone(),
             };
             let is_root = key == name;
-            let holds = if stamp.size == FOLDER {
+            let holds = if check == Check::Roots && !is_root {
+                true
+            } else if stamp.size == FOLDER && check == Check::Roots {
+                is_folder(&path, stamp)
+            } else if stamp.size == FOLDER {
                 folder_holds(&path, key, stamp, expected, bytecode)
             } else if is_root || check == Check::Stamps {
                 path.symlink_metadata()
@@ -591,6 +669,32 @@ fn holds(
     }
     // Every expected path belongs to one of the roots.
     met == expected.len()
+}
+
+/// Whether the folder at `path` is the one stamped (its inode).
+fn is_folder(path: &Path, stamp: &FileStamp) -> bool {
+    path.symlink_metadata()
+        .is_ok_and(|meta| meta.is_dir() && meta.ino() == stamp.ino)
+}
+
+/// Where the folders among the top-level paths `roots` and below them are (see [`holds`]).
+fn folders_of(roots: &[(PathBuf, &str)], expected: &Stamps) -> Vec<PathBuf> {
+    let mut folders = Vec::new();
+    for (root, name) in roots {
+        let below = format!("{name}/");
+        let Some(own) = expected.get_key_value(*name) else {
+            continue;
+        };
+        for (key, stamp) in std::iter::once(own).chain(descendants(expected, &below)) {
+            if stamp.size == FOLDER {
+                let path = key
+                    .strip_prefix(&below)
+                    .map_or(root.clone(), |rest| root.join(rest));
+                folders.push(path);
+            }
+        }
+    }
+    folders
 }
 
 /// Whether the folder at `path` (named `key`) is the one stamped and holds exactly the names
