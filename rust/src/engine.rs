@@ -56,8 +56,8 @@ pub struct Shared {
     pub archives: std::sync::Arc<Mutex<crate::archives::Archives>>,
     /// Whether uv's cache can be cloned into each filesystem (`reflink.rs`).
     pub clone_support: std::sync::Arc<Mutex<crate::reflink::CloneSupport>>,
-    /// Which folders of installed and stashed distributions changed (`watch.rs`).
-    pub watches: std::sync::Arc<Mutex<crate::watch::Watches>>,
+    /// What the engine keeps of the stashes between calls (`stash.rs`).
+    pub stash_memory: std::sync::Arc<Mutex<crate::stash::Memory>>,
 }
 
 pub struct Engine {
@@ -72,7 +72,7 @@ pub struct Engine {
     pool: std::sync::Arc<rayon::ThreadPool>,
     archives: std::sync::Arc<Mutex<crate::archives::Archives>>,
     clone_support: std::sync::Arc<Mutex<crate::reflink::CloneSupport>>,
-    watches: std::sync::Arc<Mutex<crate::watch::Watches>>,
+    stash_memory: std::sync::Arc<Mutex<crate::stash::Memory>>,
     /// Index pages kept between calls, per interpreter and index configuration.
     pub indexes: KeptIndexes,
     /// `--python` requests already answered, with the executable's stamp to notice a replacement.
@@ -117,7 +117,7 @@ impl Engine {
             pool: std::sync::Arc::new(pool),
             archives: std::sync::Arc::default(),
             clone_support: std::sync::Arc::default(),
-            watches: std::sync::Arc::default(),
+            stash_memory: std::sync::Arc::default(),
             caches: HashMap::from([(dir, default_cache.clone())]),
             default_cache,
             clients: HashMap::new(),
@@ -165,7 +165,7 @@ impl Engine {
             pool: self.pool.clone(),
             archives: self.archives.clone(),
             clone_support: self.clone_support.clone(),
-            watches: self.watches.clone(),
+            stash_memory: self.stash_memory.clone(),
         })
     }
 

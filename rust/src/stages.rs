@@ -525,7 +525,7 @@ pub async fn apply(
     progress::stop_point("nothing was changed (the wheels it fetched stay in uv's cache)")?;
     let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
     let keys: Vec<Option<WheelKey>> = to_install.iter().map(WheelKey::of).collect();
-    let mut stash = Stash::open(state, context.call.key, &context.call.shared.watches);
+    let mut stash = Stash::open(state, context.call.key, &context.call.shared.stash_memory);
     // Only an environment that has a stash needs to know what it installed.
     let stashing = stash.is_some();
     let replaced: Vec<(InstalledDist, Option<Installed>)> = reinstalls
@@ -685,8 +685,8 @@ fn remember_linked(
             .then(|| archives.linked_files(&key.archive))
             .flatten();
         let archive = key.archive.clone();
-        let mut watches = context.call.shared.watches.lock().ok();
-        let watches = watches.as_deref_mut();
+        let mut memory = context.call.shared.stash_memory.lock().ok();
+        let watches = memory.as_deref_mut().map(|memory| &mut memory.watches);
         let Some(installed) =
             crate::stash::Installed::survey(key, &dist_info, known.as_deref(), watches)
         else {

@@ -26,7 +26,7 @@
 //! creates no file. (Not truncated first: ext4 flushes a file truncated to nothing and written
 //! again when it is closed, `auto_da_alloc`, which took 0.13 ms here, more than all the renames.)
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -149,13 +149,40 @@ struct Manifest {
     bytes: u64,
 }
 
+/// What the engine keeps of the stashes it manages between calls: the watches of the folders
+/// of their entries and installed distributions, and the manifests of the entries it wrote
+/// (taken from here, not read back from disk).
+#[derive(Default)]
+pub struct Memory {
+    pub watches: Watches,
+    /// By manifest name: a name is made once (see [`unique`]), so the file by that name holds
+    /// what was written. Only these entries are judged by their watches: another process's
+    /// stamps may be of another moment than this engine's watches.
+    written: HashMap<String, Manifest>,
+}
+
+/// At most this many manifests are kept in memory; past that, all are forgotten at once.
+const KEEP_WRITTEN: usize = 256;
+
+impl Memory {
+    /// A panic while it was held may have left it half changed: then it starts again empty
+    /// (every entry is checked file by file, as without it).
+    fn lock(memory: &Mutex<Self>) -> std::sync::MutexGuard<'_, Self> {
+        memory.lock().unwrap_or_else(|poisoned| {
+            let mut memory = poisoned.into_inner();
+            *memory = Self::default();
+            memory
+        })
+    }
+}
+
 /// The stash of one environment, for one call.
 pub struct Stash {
     dir: PathBuf,
     site: PathBuf,
     /// The filesystem both are on.
     dev: u64,
-    watches: Arc<Mutex<Watches>>,
+    memory: Arc<Mutex<Memory>>,
     atomic: bool,
     /// Whether this call wrote to the journal (which must then be emptied).
     journaled: bool,
@@ -227,7 +254,7 @@ impl Stash {
     /// The stash of `state`'s environment, on the same filesystem as its site folder (see
     /// [`root_of`]). An interrupted swap was undone when the call took the environment's lock
     /// (see [`recover_locked`]).
-    pub fn open(state: &EnvState, key: &EnvKey, watches: &Arc<Mutex<Watches>>) -> Option<Self> {
+    pub fn open(state: &EnvState, key: &EnvKey, memory: &Arc<Mutex<Memory>>) -> Option<Self> {
         if !enabled() {
             return None;
         }
@@ -243,7 +270,7 @@ impl Stash {
             dir,
             site,
             dev,
-            watches: watches.clone(),
+            memory: memory.clone(),
             atomic: false,
             journaled: false,
             spares: Vec::new(),
@@ -267,13 +294,16 @@ impl Stash {
             .into_iter()
             .filter(|e| e.key_hash == wanted)
         {
-            let Some(manifest) = read_manifest(&self.dir, &entry) else {
+            let name = entry.manifest_name();
+            let written = Memory::lock(&self.memory).written.remove(&name);
+            let own = written.is_some();
+            let Some(manifest) = written.or_else(|| read_manifest(&self.dir, &entry)) else {
                 continue;
             };
             if &manifest.key != key {
                 continue;
             }
-            if self.intact(&entry, &manifest) {
+            if self.intact(&manifest, own) {
                 return Some(Found { entry, manifest });
             }
             discard(&self.dir, &entry, &manifest);
@@ -359,14 +389,19 @@ impl Stash {
             bytes: manifest.bytes,
         };
         let spare = self.spares.pop();
+        let moved = (manifest.name.clone(), manifest.version.clone());
         if write_manifest(&self.dir, &entry, &manifest, spare).is_err() {
             // The distribution is out of the environment either way; without a manifest its
             // files are of no use (a full disk, say), so they go as uv's uninstall would.
             discard(&self.dir, &entry, &manifest);
-        } else if let Ok(mut watches) = self.watches.lock() {
-            watches.own_entry(entry.manifest_name(), true);
+        } else {
+            let mut memory = Memory::lock(&self.memory);
+            if memory.written.len() >= KEEP_WRITTEN {
+                memory.written.clear();
+            }
+            memory.written.insert(entry.manifest_name(), manifest);
         }
-        Some((manifest.name, manifest.version))
+        Some(moved)
     }
 
     /// Bring an entry back into the environment; returns what is then installed. `None`
@@ -395,9 +430,6 @@ impl Stash {
         }
         self.rename_all(&moves).ok()?;
         let _ = std::fs::remove_file(self.dir.join(entry.manifest_name()));
-        if let Ok(mut watches) = self.watches.lock() {
-            watches.own_entry(entry.manifest_name(), false);
-        }
         let stamps = restamp(manifest.files, &manifest.items, |item| {
             self.site.join(&item.original)
         });
@@ -463,27 +495,24 @@ impl Stash {
     /// Whether every file and folder of the entry still has its stamp: the top-level paths are
     /// looked at, and everything below them too unless their folders' watches saw no change
     /// since they were last found to hold (`watch.rs`).
-    fn intact(&self, entry: &Entry, manifest: &Manifest) -> bool {
+    /// `own`: the manifest is one this engine wrote (see [`Memory`]).
+    fn intact(&self, manifest: &Manifest, own: bool) -> bool {
         let here: Vec<(PathBuf, &str)> = manifest
             .items
             .iter()
             .map(|item| (self.dir.join(&item.stashed), item.original.as_str()))
             .collect();
-        let own = self
-            .watches
-            .lock()
-            .is_ok_and(|w| w.is_own_entry(&entry.manifest_name()));
         if own && self.unchanged_folders(&manifest.files).is_some() {
             return holds(&here, &manifest.files, Check::Roots, &mut Vec::new());
         }
         let folders = folders_of(&here, &manifest.files);
-        let vouches: Vec<Vouch> = match self.watches.lock() {
-            Ok(mut watches) => folders.iter().filter_map(|f| watches.begin(f)).collect(),
-            Err(_) => Vec::new(),
+        let vouches: Vec<Vouch> = {
+            let watches = &mut Memory::lock(&self.memory).watches;
+            folders.iter().filter_map(|f| watches.begin(f)).collect()
         };
         let intact = holds(&here, &manifest.files, Check::Stamps, &mut Vec::new());
-        if intact && let Ok(mut watches) = self.watches.lock() {
-            watches.confirm(&vouches);
+        if intact {
+            Memory::lock(&self.memory).watches.confirm(&vouches);
         }
         intact
     }
@@ -491,7 +520,7 @@ impl Stash {
     /// `Some` when every folder in `stamps` is watched and unchanged since it was last found to
     /// hold; `Some(true)` when a `__pycache__` appeared in one of them meanwhile.
     fn unchanged_folders(&self, stamps: &Stamps) -> Option<bool> {
-        let mut watches = self.watches.lock().ok()?;
+        let watches = &mut Memory::lock(&self.memory).watches;
         watches.drain();
         let mut bytecode = false;
         for stamp in stamps.values().filter(|stamp| stamp.size == FOLDER) {

@@ -19,7 +19,7 @@
 //! The watches belong to one engine: a forked child starts its own engine with none, and reads
 //! nothing from the parent's (whose descriptor is closed on `exec`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -52,9 +52,6 @@ pub struct Watches {
     failed: bool,
     by_wd: HashMap<i32, Watched>,
     by_inode: HashMap<(u64, u64), i32>,
-    /// The stash entries (manifest names) whose stamps this engine took: only theirs are
-    /// judged by the watches (another process's stamps may be of another moment).
-    own_entries: HashSet<String>,
 }
 
 impl Watches {
@@ -110,24 +107,6 @@ impl Watches {
                 watched.unchanged = true;
             }
         }
-    }
-
-    /// A stash entry this engine wrote (see `own_entries`); `false` for one it brought back.
-    pub fn own_entry(&mut self, manifest: String, own: bool) {
-        if own {
-            // Entries discarded or tidied away are not taken out one by one: forget them all
-            // now and then (an entry forgotten is checked file by file).
-            if self.own_entries.len() >= MAX_WATCHES {
-                self.own_entries.clear();
-            }
-            self.own_entries.insert(manifest);
-        } else {
-            self.own_entries.remove(&manifest);
-        }
-    }
-
-    pub fn is_own_entry(&self, manifest: &str) -> bool {
-        self.own_entries.contains(manifest)
     }
 
     /// Whether the folder with this inode is watched and unchanged since it was vouched for;
