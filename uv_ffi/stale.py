@@ -23,15 +23,25 @@ class StaleModulesWarning(UserWarning):
     """Modules imported before a version change in this process's own environment."""
 
 
-def _real(path: str) -> str:
-    return os.path.normcase(os.path.realpath(path))
+def _identity(path: str) -> Optional[Tuple[int, int]]:
+    """The folder a path names (device and inode: one ``stat``, where a real path takes one per
+    component), or None if there is none."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _runs_here(environment: Optional[str], target: Optional[str]) -> bool:
     """Whether the call acted on this process's environment, or on a folder on its sys.path."""
     if target is not None:
-        return _real(target) in {_real(p) for p in sys.path if p}
-    return environment is not None and _real(environment) == _real(sys.prefix)
+        folder = _identity(target)
+        return folder is not None and any(_identity(p) == folder for p in sys.path if p)
+    if environment is None:
+        return False
+    here = _identity(environment)
+    return here is not None and here == _identity(sys.prefix)
 
 
 def _top_level_names(name: str) -> Set[str]:
