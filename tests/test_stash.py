@@ -366,6 +366,67 @@ def test_swap_back_from_the_stash_equals_a_fresh_uv_install(shape_id, link_mode,
             assert handle.read() == "data of 1.0\n"
 
 
+def relinked(python: str) -> int:
+    """Wheels the engine hard-linked again without uv's installer (rust/src/relink.rs)."""
+    return uv_ffi.get_counters(python=python)["relinked"]
+
+
+def hard_links(folder: str) -> Dict[str, bool]:
+    return {path: count > 1 for path, count in nlinks(folder).items()}
+
+
+#: Every path of these wheels' RECORD is inside site-packages; the others have scripts or data.
+PLAIN_SHAPES = {"folder", "module", "pth"}
+
+
+@pytest.mark.parametrize("shape_id", sorted(SHAPES))
+def test_a_wheel_hard_linked_again_without_uv_installer_equals_uv(shape_id, make_venv, world):
+    # The second hard-linked install of an archive into the same site folder makes the tree uv
+    # made the first time, without uv's installer: the same files, contents, modes, RECORD,
+    # INSTALLER and REQUESTED, and the same files hard links into uv's cache.
+    shape = SHAPES[shape_id]
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "--link-mode", "hardlink",  # noqa: E731
+                                     "%s==%s" % (shape.name, version))
+    install("1.0")
+    install("1.1")
+    uv_ffi.clear_stash(venv.python)
+    before = relinked(venv.python)
+    result = install("1.0")
+    assert result.installed == ((shape.name, "1.0"),)
+    assert relinked(venv.python) == before + (1 if shape_id in PLAIN_SHAPES else 0)
+
+    fresh = uv_fresh(make_venv, world, "%s==1.0" % shape.name)
+    assert_same(venv.root, fresh.root)
+    assert hard_links(venv.site_packages) == hard_links(fresh.site_packages)
+    assert venv.installed() == {shape.name: "1.0"}
+    assert imported_version(venv, shape) == "1.0"
+    # What was linked again is stashed and brought back like anything uv linked.
+    install("1.1")
+    install("1.0")
+    assert_same(venv.root, fresh.root)
+
+
+def test_a_wheel_is_not_linked_again_over_paths_that_exist(make_venv, world):
+    # A top-level path already there (a file left behind): uv's installer merges, so it runs.
+    shape = SHAPES["folder"]
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "--link-mode", "hardlink",  # noqa: E731
+                                     "%s==%s" % (shape.name, version))
+    install("1.0")
+    install("1.1")
+    uv_ffi.clear_stash(venv.python)
+    with open(os.path.join(venv.site_packages, "stashpkg_folder", "left-behind.txt"), "w") as handle:
+        handle.write("kept\n")
+    before = relinked(venv.python)
+    install("1.0")
+    assert relinked(venv.python) == before
+    with open(os.path.join(venv.site_packages, "stashpkg_folder", "left-behind.txt")) as handle:
+        assert handle.read() == "kept\n"
+    assert venv.installed() == {shape.name: "1.0"}
+    assert imported_version(venv, shape) == "1.0"
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. --target
 

@@ -1,8 +1,9 @@
 //! What the engine learned of each of uv's unpacked archives when it last linked one: where the
 //! distribution's `.dist-info` folder goes, and, for hard links, the stamp of every file linked
-//! from it. An archive in uv's cache does not change (a rebuilt wheel is unpacked into a new
-//! one), so a later install of the same archive is surveyed (see `stash::Installed::survey`)
-//! without reading its `WHEEL` again and, in hardlink mode, without a `stat` per file.
+//! from it, and the tree uv made of it (`relink.rs`). An archive in uv's cache does not change (a
+//! rebuilt wheel is unpacked into a new one), so a later install of the same archive is surveyed
+//! (see `stash::Installed::survey`) without reading its `WHEEL` again and, in hardlink mode,
+//! without a `stat` per file, and is hard-linked again without uv's installer.
 //!
 //! A kept stamp can only be too old, never wrong in the other direction: if uv copied a file
 //! instead of linking it, or the cache file was edited since, the stamp does not match the file,
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use uv_install_wheel::Layout;
 
+use crate::relink::Relink;
 use crate::stash::Stamps;
 
 /// How many archives are remembered; past that, all are forgotten at once (each is cheap to
@@ -26,6 +28,9 @@ pub struct Archives {
     dist_infos: HashMap<(PathBuf, PathBuf, PathBuf), PathBuf>,
     /// Stamps of the files hard-linked from each archive, keyed as in RECORD.
     linked: HashMap<PathBuf, Arc<Stamps>>,
+    /// The tree uv hard-linked from each archive into each site folder (`relink.rs`).
+    /// `None`: not a plain wheel, left to uv's installer.
+    relinks: HashMap<(PathBuf, PathBuf), Option<Arc<Relink>>>,
 }
 
 impl Archives {
@@ -65,5 +70,28 @@ impl Archives {
             self.linked.clear();
         }
         self.linked.insert(archive.to_path_buf(), Arc::new(shared));
+    }
+
+    /// What uv made when it last hard-linked `archive` into `site`, if it was learned.
+    pub fn relink(&self, archive: &Path, site: &Path) -> Option<Arc<Relink>> {
+        let key = (archive.to_path_buf(), site.to_path_buf());
+        self.relinks.get(&key).cloned().flatten()
+    }
+
+    /// Learn what uv just made by hard-linking `archive` (its `.dist-info` folder installed at
+    /// `dist_info`), unless known already (a wheel that is not plain is not looked at again).
+    pub fn learn_relink(&mut self, archive: &Path, dist_info: &Path) {
+        let Some(site) = dist_info.parent() else {
+            return;
+        };
+        let key = (archive.to_path_buf(), site.to_path_buf());
+        if self.relinks.contains_key(&key) {
+            return;
+        }
+        if self.relinks.len() >= KEEP {
+            self.relinks.clear();
+        }
+        let relink = Relink::learn(archive, dist_info).map(Arc::new);
+        self.relinks.insert(key, relink);
     }
 }

@@ -160,6 +160,9 @@ pub struct ViewCounters {
     /// Distributions a swap moved into the stash, and brought back from it (`stash.rs`).
     pub stashed: u64,
     pub restored: u64,
+    /// Wheels hard-linked again the way uv linked them before, without its installer
+    /// (`relink.rs`).
+    pub relinked: u64,
 }
 
 pub struct EnvState {

@@ -23,6 +23,7 @@ mod profile;
 mod progress;
 mod read;
 mod reflink;
+mod relink;
 mod request;
 mod stages;
 mod staging;

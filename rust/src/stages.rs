@@ -695,6 +695,9 @@ fn remember_linked(
         if hard_links && known.is_none() {
             archives.remember_linked(&archive, installed.stamps());
         }
+        if hard_links {
+            archives.learn_relink(&archive, &dist_info);
+        }
         state.installed_wheels.insert(cached_pair(&dist), installed);
     }
 }
@@ -723,6 +726,14 @@ fn link(
     } else {
         (wheels, link_mode, None)
     };
+    let (relinked, wheels) = if link_mode == LinkMode::Hardlink {
+        relink(context, wheels, state)
+    } else {
+        (Vec::new(), wheels)
+    };
+    if wheels.is_empty() {
+        return Ok(relinked);
+    }
     let installer = uv_installer::Installer::new(&state.env, Preview::default())
         .with_link_mode(link_mode)
         .with_cache(&context.settings.cache)
@@ -736,10 +747,46 @@ fn link(
         .shared
         .pool
         .install(|| installer.install_blocking(wheels));
-    outcome.map_err(|err| {
+    let mut linked = outcome.map_err(|err| {
         state.invalidate();
         FfiError::from_anyhow(ErrorKind::Install, &err)
-    })
+    })?;
+    linked.extend(relinked);
+    Ok(linked)
+}
+
+/// Hard-link again, without uv's installer, each wheel whose archive uv hard-linked into this
+/// site folder before (`relink.rs`); returns those linked, and those left to uv's installer.
+fn relink(
+    context: &Context<'_>,
+    wheels: Vec<CachedDist>,
+    state: &mut EnvState,
+) -> (Vec<CachedDist>, Vec<CachedDist>) {
+    let layout = context.interpreter.layout();
+    let Ok(mut archives) = context.call.shared.archives.lock() else {
+        return (Vec::new(), wheels);
+    };
+    let mut relinked = Vec::new();
+    let mut rest = Vec::new();
+    for wheel in wheels {
+        let archive = wheel.path().to_path_buf();
+        let site = archives
+            .dist_info(&layout, &archive)
+            .and_then(|dist_info| dist_info.parent().map(std::path::Path::to_path_buf));
+        let made = site.and_then(|site| {
+            let relink = archives.relink(&archive, &site)?;
+            relink.apply(&archive, &site).ok()
+        });
+        if made.is_some() {
+            let (name, version) = cached_pair(&wheel);
+            progress::emit(progress::Event::Installed { name, version });
+            state.counters.relinked += 1;
+            relinked.push(wheel);
+        } else {
+            rest.push(wheel);
+        }
+    }
+    (relinked, rest)
 }
 
 /// The call's link mode, or hard links where it is `clone` and the environment's filesystem
