@@ -407,6 +407,24 @@ def test_a_wheel_hard_linked_again_without_uv_installer_equals_uv(shape_id, make
     assert_same(venv.root, fresh.root)
 
 
+@pytest.mark.parametrize("shape_id", sorted(PLAIN_SHAPES))
+def test_a_wheel_linked_again_into_a_new_target_folder_equals_uv(shape_id, make_venv, world, tmp_path):
+    # A plain wheel makes the same tree in any site folder: uv links it into a first --target
+    # folder, the engine links it into the next ones without uv's installer.
+    shape = SHAPES[shape_id]
+    venv = make_venv()
+    first, second, fresh = (str(tmp_path / name) for name in ("first", "second", "fresh"))
+    engine(venv.python, world.url, "--link-mode", "hardlink", "%s==1.0" % shape.name, target=first)
+    engine(venv.python, world.url, "--link-mode", "hardlink", "%s==1.0" % shape.name, target=second)
+    found = _native.call("view_get", {"target": second, "check": False})["counters"]
+    assert found["relinked"] == 1
+
+    uv_binary(venv.python, world.url, "--link-mode", "hardlink", "%s==1.0" % shape.name, target=fresh)
+    assert_same(second, fresh, venv.root)
+    assert hard_links(second) == hard_links(fresh)
+    assert imported_version(venv, shape, path=second) == "1.0"
+
+
 def test_a_wheel_is_not_linked_again_over_paths_that_exist(make_venv, world):
     # A top-level path already there (a file left behind): uv's installer merges, so it runs.
     shape = SHAPES["folder"]

@@ -28,9 +28,10 @@ pub struct Archives {
     dist_infos: HashMap<(PathBuf, PathBuf, PathBuf), PathBuf>,
     /// Stamps of the files hard-linked from each archive, keyed as in RECORD.
     linked: HashMap<PathBuf, Arc<Stamps>>,
-    /// The tree uv hard-linked from each archive into each site folder (`relink.rs`).
-    /// `None`: not a plain wheel, left to uv's installer.
-    relinks: HashMap<(PathBuf, PathBuf), Option<Arc<Relink>>>,
+    /// The tree uv hard-linked from each archive (`relink.rs`), relative to the site folder: a
+    /// plain wheel makes the same tree in every site folder. `None`: not a plain wheel, left
+    /// to uv's installer.
+    relinks: HashMap<PathBuf, Option<Arc<Relink>>>,
 }
 
 impl Archives {
@@ -72,26 +73,21 @@ impl Archives {
         self.linked.insert(archive.to_path_buf(), Arc::new(shared));
     }
 
-    /// What uv made when it last hard-linked `archive` into `site`, if it was learned.
-    pub fn relink(&self, archive: &Path, site: &Path) -> Option<Arc<Relink>> {
-        let key = (archive.to_path_buf(), site.to_path_buf());
-        self.relinks.get(&key).cloned().flatten()
+    /// What uv made when it last hard-linked `archive`, if it was learned.
+    pub fn relink(&self, archive: &Path) -> Option<Arc<Relink>> {
+        self.relinks.get(archive).cloned().flatten()
     }
 
     /// Learn what uv just made by hard-linking `archive` (its `.dist-info` folder installed at
     /// `dist_info`), unless known already (a wheel that is not plain is not looked at again).
     pub fn learn_relink(&mut self, archive: &Path, dist_info: &Path) {
-        let Some(site) = dist_info.parent() else {
-            return;
-        };
-        let key = (archive.to_path_buf(), site.to_path_buf());
-        if self.relinks.contains_key(&key) {
+        if self.relinks.contains_key(archive) {
             return;
         }
         if self.relinks.len() >= KEEP {
             self.relinks.clear();
         }
         let relink = Relink::learn(archive, dist_info).map(Arc::new);
-        self.relinks.insert(key, relink);
+        self.relinks.insert(archive.to_path_buf(), relink);
     }
 }

@@ -755,8 +755,8 @@ fn link(
     Ok(linked)
 }
 
-/// Hard-link again, without uv's installer, each wheel whose archive uv hard-linked into this
-/// site folder before (`relink.rs`); returns those linked, and those left to uv's installer.
+/// Hard-link again, without uv's installer, each wheel whose archive uv hard-linked before
+/// (`relink.rs`); returns those linked, and those left to uv's installer.
 fn relink(
     context: &Context<'_>,
     wheels: Vec<CachedDist>,
@@ -769,12 +769,17 @@ fn relink(
     let mut relinked = Vec::new();
     let mut rest = Vec::new();
     for wheel in wheels {
+        // Only an index wheel: one from a path or URL gets a `direct_url.json` naming it.
+        if !matches!(wheel, CachedDist::Registry(_)) {
+            rest.push(wheel);
+            continue;
+        }
         let archive = wheel.path().to_path_buf();
         let site = archives
             .dist_info(&layout, &archive)
             .and_then(|dist_info| dist_info.parent().map(std::path::Path::to_path_buf));
         let made = site.and_then(|site| {
-            let relink = archives.relink(&archive, &site)?;
+            let relink = archives.relink(&archive)?;
             relink.apply(&archive, &site).ok()
         });
         if made.is_some() {
