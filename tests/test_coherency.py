@@ -282,6 +282,50 @@ def test_a_repeated_request_reuses_its_resolution_until_an_input_changes(venv, i
     assert venv.installed() == {"alpha": "2.0", "beta": "1.0", "zeta": "1.0"}
 
 
+def test_a_reused_resolution_reuses_its_plan_while_what_it_read_holds(venv, index):
+    import glob
+    import time
+
+    base = "pip install --python %s -i %s " % (venv.python, index.url)
+
+    def swap(version: str) -> int:
+        """Swap alpha; returns how many plans the environment has reused so far."""
+        result = uv_ffi.install(base + "alpha==" + version)
+        assert result.installed == (("alpha", version),)
+        assert venv.installed() == {"alpha": version, "beta": "1.0"}
+        return uv_ffi.get_counters(python=venv.python)["plans_reused"]
+
+    def settle() -> None:
+        # A plan is kept only once the cache folders it read are older than 50 ms.
+        time.sleep(0.1)
+
+    uv_ffi.install(base + "beta==1.0")
+    swap("1.1")
+    swap("2.0")
+    settle()
+    # Each question's resolution is reused from now on, and its plan kept (if this engine met
+    # an environment holding the same before, its plans may be kept already)...
+    swap("1.1")
+    first = swap("2.0")
+    # ... and used again while the installed distributions and the cache folders hold.
+    assert (swap("1.1"), swap("2.0")) == (first + 1, first + 2)
+    # Another tool writes into the folder of alpha's wheel pointers in uv's cache: the plan is
+    # made again (and kept again once the folder settles).
+    folders = glob.glob(os.path.join(os.environ["UV_CACHE_DIR"], "wheels-v*", "index", "*", "alpha"))
+    assert folders
+    for folder in folders:
+        with open(os.path.join(folder, "written-by-another-tool"), "w") as handle:
+            handle.write("")
+    assert swap("1.1") == first + 2
+    settle()
+    assert swap("2.0") == first + 2
+    assert (swap("1.1"), swap("2.0")) == (first + 2, first + 3)
+    for folder in folders:
+        os.remove(os.path.join(folder, "written-by-another-tool"))
+    assert swap("1.1") == first + 3
+    assert venv.installed() == {"alpha": "1.1", "beta": "1.0"}
+
+
 def test_new_target_folders_holding_the_same_reuse_one_resolution(venv, index, tmp_path):
     from uv_ffi import _native
 

@@ -153,7 +153,7 @@ char *uv_ffi_plan_discard(const char *request);
  * the interpreter it was last used with (else the last call's).  Value {"environment": str|null,
  * "target": str|null, "packages": [[name, version]],
  * "counters": {"rescans", "checks_clean", "checks_listed", "changes_detected", "patches",
- * "resolutions_reused", "reads", "stashed", "restored", "relinked",
+ * "resolutions_reused", "plans_reused", "reads", "stashed", "restored", "relinked",
  * "heals": int}, "index_counters": {"reused", "fresh", "dropped_after_failure", "expired": int}}. */
 char *uv_ffi_view_get(const char *request);
 

@@ -155,6 +155,9 @@ pub struct ViewCounters {
     pub heals: u64,
     /// Installs that reused an earlier call's resolution (same request, view and index pages).
     pub resolutions_reused: u64,
+    /// Of those, installs that also reused its plan (same installed distributions and cache
+    /// folders: `replan.rs`).
+    pub plans_reused: u64,
     /// `pip list/freeze/show/check` answered from the snapshot (`read.rs`).
     pub reads: u64,
     /// Distributions a swap moved into the stash, and brought back from it (`stash.rs`).

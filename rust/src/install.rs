@@ -21,6 +21,7 @@ use crate::error::{ErrorKind, FfiError, Result};
 use crate::index::{IndexPages, KeptIndexes};
 use crate::plan::{KeptResolution, KeptResolutions, PlanEntry, PlanStep};
 use crate::profile::Profile;
+use crate::replan::{PlanBasis, PlanInputs};
 use crate::stages;
 
 /// A `(name, version)` pair, PEP 503-normalised name.
@@ -357,28 +358,51 @@ async fn resolve_and_apply(
     let kept = reuse
         .as_deref()
         .and_then(|inputs| with_kept(call, pages, state, |kept| kept.get(inputs)));
-    let (resolution, hasher) = match (call.step, kept) {
-        (PlanStep::Execute(kept), _) => (kept.resolution.clone(), kept.hasher.clone()),
+    let (resolution, hasher, kept_plan) = match (call.step, kept) {
+        (PlanStep::Execute(kept), _) => (kept.resolution.clone(), kept.hasher.clone(), None),
         (PlanStep::Apply | PlanStep::Report, Some(kept)) => {
             state.counters.resolutions_reused += 1;
-            (kept.resolution, kept.hasher)
+            (kept.resolution, kept.hasher, kept.plan)
         }
         (PlanStep::Apply | PlanStep::Report, None) => {
             let (resolution, hasher) = stages::resolve(&context, spec, &markers, &site).await?;
-            if let Some(inputs) = reuse {
+            if let Some(inputs) = &reuse {
                 let kept = KeptResolution {
                     resolution: resolution.clone(),
                     hasher: hasher.clone(),
+                    plan: None,
                 };
                 with_kept(call, pages, state, |resolutions| {
-                    resolutions.keep(inputs, kept)
+                    resolutions.keep(inputs.clone(), kept)
                 });
             }
-            (resolution, hasher)
+            (resolution, hasher, None)
         }
     };
     profile.mark("resolve");
-    let plan = stages::plan(&context, &resolution, &hasher, site, state)?;
+    let inputs = PlanInputs {
+        resolution: &resolution,
+        site: &site,
+        cache: &settings.cache,
+        index_locations: &settings.index_locations,
+    };
+    let plan = match kept_plan.and_then(|kept| kept.plan(&inputs)) {
+        Some(plan) => {
+            state.counters.plans_reused += 1;
+            plan
+        }
+        None => {
+            // Read before the planner runs: a change while it runs then shows later.
+            let basis = reuse.as_ref().and_then(|_| PlanBasis::read(&inputs));
+            let plan = stages::plan(&context, &resolution, &hasher, site, state)?;
+            if let (Some(inputs), Some(kept)) = (&reuse, basis.and_then(|b| b.keep(&plan))) {
+                with_kept(call, pages, state, |resolutions| {
+                    resolutions.keep_plan(inputs, kept)
+                });
+            }
+            plan
+        }
+    };
     profile.mark("plan");
     let entries =
         matches!(call.step, PlanStep::Report).then(|| crate::plan::install_entries(&plan));
@@ -403,7 +427,11 @@ async fn resolve_and_apply(
         // The host decides; nothing on disk changes in this call.
         return Ok(Changes {
             plan: entries,
-            kept: Some(KeptResolution { resolution, hasher }),
+            kept: Some(KeptResolution {
+                resolution,
+                hasher,
+                plan: None,
+            }),
             ..Changes::none(false)
         });
     }

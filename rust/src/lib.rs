@@ -24,6 +24,7 @@ mod progress;
 mod read;
 mod reflink;
 mod relink;
+mod replan;
 mod request;
 mod stages;
 mod staging;

@@ -40,6 +40,8 @@ pub enum PlanStep<'a> {
 pub struct KeptResolution {
     pub resolution: Resolution,
     pub hasher: HashStrategy,
+    /// The plan made for it, while what it was made from holds (`replan.rs`).
+    pub plan: Option<std::sync::Arc<crate::replan::KeptPlan>>,
 }
 
 /// Resolutions of recent calls, by their inputs (see `install::reuse_key`), newest last.
@@ -57,6 +59,13 @@ impl KeptResolutions {
             .iter()
             .find(|(key, _)| key == inputs)
             .map(|(_, kept)| kept.clone())
+    }
+
+    /// Keep the plan made for the resolution kept for these inputs.
+    pub fn keep_plan(&mut self, inputs: &str, plan: crate::replan::KeptPlan) {
+        if let Some((_, kept)) = self.0.iter_mut().find(|(key, _)| key == inputs) {
+            kept.plan = Some(std::sync::Arc::new(plan));
+        }
     }
 
     /// Keep a resolution for its inputs (the oldest goes when too many are kept).
