@@ -309,6 +309,13 @@ def test_a_reused_resolution_reuses_its_plan_while_what_it_read_holds(venv, inde
     first = swap("2.0")
     # ... and used again while the installed distributions and the cache folders hold.
     assert (swap("1.1"), swap("2.0")) == (first + 1, first + 2)
+    # A call that reads what is installed more closely (a plan callback: the metadata of the
+    # distributions) leaves the plans as good as they were.
+    result = uv_ffi.install(base + "alpha==1.1", on_plan=lambda plan: False, progress=lambda event: None)
+    assert result.installed == (("alpha", "1.1"),)
+    before = uv_ffi.get_counters(python=venv.python)["plans_reused"]
+    assert (swap("2.0"), swap("1.1"), swap("2.0")) == (before + 1, before + 2, before + 3)
+    first = before + 1
     # Another tool writes into the folder of alpha's wheel pointers in uv's cache: the plan is
     # made again (and kept again once the folder settles).
     folders = glob.glob(os.path.join(os.environ["UV_CACHE_DIR"], "wheels-v*", "index", "*", "alpha"))

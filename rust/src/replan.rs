@@ -139,12 +139,13 @@ fn cache_folders(inputs: &PlanInputs<'_>) -> Vec<PathBuf> {
     folders
 }
 
-/// The installed distributions of every resolved package, as uv's snapshot describes them.
+/// The installed distributions of every resolved package, as uv's snapshot describes them
+/// (kind, name, version, folder, and how it was installed; not what was read from them since).
 fn installed_digest(inputs: &PlanInputs<'_>) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for dist in inputs.resolution.distributions() {
         for installed in inputs.site.get_packages(dist.name()) {
-            format!("{installed:?}").hash(&mut hasher);
+            format!("{:?}", installed.kind).hash(&mut hasher);
         }
     }
     hasher.finish()
