@@ -375,6 +375,20 @@ def hard_links(folder: str) -> Dict[str, bool]:
     return {path: count > 1 for path, count in nlinks(folder).items()}
 
 
+def linked_then_replaced(shape: Shape, make_venv, world: World):
+    """A new environment where uv hard-linked 1.0 of ``shape``, then 1.1 replaced it, with the
+    stash emptied: installing 1.0 again links it. Returns the environment and its installer."""
+    venv = make_venv()
+
+    def install(version: str) -> uv_ffi.RunResult:
+        return engine(venv.python, world.url, "--link-mode", "hardlink", "%s==%s" % (shape.name, version))
+
+    install("1.0")
+    install("1.1")
+    uv_ffi.clear_stash(venv.python)
+    return venv, install
+
+
 #: Every path of these wheels' RECORD is inside site-packages; the others have scripts or data.
 PLAIN_SHAPES = {"folder", "module", "pth"}
 
@@ -385,12 +399,7 @@ def test_a_wheel_hard_linked_again_without_uv_installer_equals_uv(shape_id, make
     # made the first time, without uv's installer: the same files, contents, modes, RECORD,
     # INSTALLER and REQUESTED, and the same files hard links into uv's cache.
     shape = SHAPES[shape_id]
-    venv = make_venv()
-    install = lambda version: engine(venv.python, world.url, "--link-mode", "hardlink",  # noqa: E731
-                                     "%s==%s" % (shape.name, version))
-    install("1.0")
-    install("1.1")
-    uv_ffi.clear_stash(venv.python)
+    venv, install = linked_then_replaced(shape, make_venv, world)
     before = relinked(venv.python)
     result = install("1.0")
     assert result.installed == ((shape.name, "1.0"),)
@@ -428,12 +437,7 @@ def test_a_wheel_linked_again_into_a_new_target_folder_equals_uv(shape_id, make_
 def test_a_wheel_is_not_linked_again_over_paths_that_exist(make_venv, world):
     # A top-level path already there (a file left behind): uv's installer merges, so it runs.
     shape = SHAPES["folder"]
-    venv = make_venv()
-    install = lambda version: engine(venv.python, world.url, "--link-mode", "hardlink",  # noqa: E731
-                                     "%s==%s" % (shape.name, version))
-    install("1.0")
-    install("1.1")
-    uv_ffi.clear_stash(venv.python)
+    venv, install = linked_then_replaced(shape, make_venv, world)
     with open(os.path.join(venv.site_packages, "stashpkg_folder", "left-behind.txt"), "w") as handle:
         handle.write("kept\n")
     before = relinked(venv.python)
