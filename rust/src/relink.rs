@@ -29,8 +29,10 @@ pub struct Relink {
     folders: Vec<String>,
     /// Files hard-linked from the archive.
     linked: Vec<String>,
-    /// Files uv wrote itself: path, content, permission bits.
-    written: Vec<(String, Vec<u8>, u32)>,
+    /// Files uv wrote itself: path, content, and the permission bits of a copy of an archive
+    /// file (`RECORD`, which uv copies with its bits); `None` for a file uv made new, whose bits
+    /// are the process's umask's, as for uv.
+    written: Vec<(String, Vec<u8>, Option<u32>)>,
     /// The top-level paths, none of which may exist when the tree is made again.
     tops: Vec<String>,
 }
@@ -59,11 +61,18 @@ impl Relink {
                 return None;
             }
             let there = archive.join(path).symlink_metadata().ok();
-            if there.is_some_and(|there| (there.dev(), there.ino()) == (here.dev(), here.ino())) {
-                linked.push(path.clone());
-            } else {
-                let content = std::fs::read(site.join(path)).ok()?;
-                written.push((path.clone(), content, here.mode() & 0o7777));
+            match there {
+                Some(there) if (there.dev(), there.ino()) == (here.dev(), here.ino()) => {
+                    linked.push(path.clone());
+                }
+                _ => {
+                    let content = std::fs::read(site.join(path)).ok()?;
+                    // uv copies `RECORD` from the archive with its bits; what else it writes is new.
+                    let copied = there
+                        .filter(|_| path.ends_with(".dist-info/RECORD"))
+                        .map(|there| there.mode() & 0o7777);
+                    written.push((path.clone(), content, copied));
+                }
             }
         }
         // Every archive file is in the tree (linked, or `RECORD`, written over).
@@ -127,7 +136,9 @@ impl Relink {
                 .open(site.join(file))?;
             note_top(file, made);
             handle.write_all(content)?;
-            handle.set_permissions(std::fs::Permissions::from_mode(*mode))?;
+            if let Some(mode) = mode {
+                handle.set_permissions(std::fs::Permissions::from_mode(*mode))?;
+            }
         }
         Ok(())
     }

@@ -775,12 +775,10 @@ fn relink(
             continue;
         }
         let archive = wheel.path().to_path_buf();
-        let site = archives
-            .dist_info(&layout, &archive)
-            .and_then(|dist_info| dist_info.parent().map(std::path::Path::to_path_buf));
-        let made = site.and_then(|site| {
-            let relink = archives.relink(&archive)?;
-            relink.apply(&archive, &site).ok()
+        // Learned archives only: finding where a new one's `.dist-info` goes reads its `WHEEL`.
+        let made = archives.relink(&archive).and_then(|relink| {
+            let dist_info = archives.dist_info(&layout, &archive)?;
+            relink.apply(&archive, dist_info.parent()?).ok()
         });
         if made.is_some() {
             let (name, version) = cached_pair(&wheel);
