@@ -9,9 +9,10 @@
 //! `.data`), ends each time uv hard-links it as the same tree in whichever site folder: the
 //! archive's files hard-linked at the same relative paths, plus the few files uv wrote itself
 //! (`RECORD`, `INSTALLER`, `REQUESTED`, none of which names the folder; a wheel from a path
-//! or URL, whose `direct_url.json` would, is never relinked: see `stages::relink`). The engine learns that tree from an install uv just
-//! made ([`Relink::learn`], which checks that every archive file is linked and every other file
-//! is one RECORD lists) and makes it again ([`Relink::apply`]). An archive in uv's cache does not
+//! or URL, whose `direct_url.json` would, is never relinked: see `stages::relink`). The engine
+//! learns that tree from an install uv just made ([`Relink::learn`], which checks that every
+//! archive file is linked and every other file is one RECORD lists) and makes it again
+//! ([`Relink::apply`]). An archive in uv's cache does not
 //! change (a rebuilt wheel is unpacked into a new one), so what was learned stays true.
 //!
 //! Only where none of the wheel's top-level paths exists (uv would merge into them): anything
