@@ -81,6 +81,12 @@ impl DirStamp {
         Self::from_metadata(path, fs::metadata(path))
     }
 
+    /// Whether this stamp, taken at `taken_ns`, shows any later change: the folder's last
+    /// change was outside the racy window (or there is no folder).
+    pub fn settled_at(&self, taken_ns: i128) -> bool {
+        !self.exists || taken_ns - self.mtime_ns.max(self.ctime_ns) >= RACY_WINDOW_NS
+    }
+
     fn from_metadata(path: &Path, meta: std::io::Result<fs::Metadata>) -> Self {
         match meta {
             Ok(meta) => Self {
@@ -278,7 +284,7 @@ impl EnvState {
         let settled = fingerprint
             .stamps
             .iter()
-            .all(|s| fingerprint.taken_ns - s.mtime_ns.max(s.ctime_ns) >= RACY_WINDOW_NS);
+            .all(|s| s.settled_at(fingerprint.taken_ns));
         if settled
             && !fingerprint.must_list
             && fingerprint.stamps.iter().all(|s| s.matches(&s.path))
@@ -503,7 +509,7 @@ fn parse_dist_info(stem: &str) -> Option<(String, String)> {
     Some((name.to_string(), version.to_string()))
 }
 
-fn now_ns() -> i128 {
+pub fn now_ns() -> i128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)

@@ -21,10 +21,7 @@ use uv_distribution_types::{
 };
 use uv_installer::{Plan, SitePackages};
 
-use crate::environment::DirStamp;
-
-/// How old a folder's times must be for its stamp to show any later change.
-const SETTLED_NS: i128 = 50_000_000;
+use crate::environment::{DirStamp, now_ns};
 
 /// A plan for a kept resolution, and what it was made from.
 #[derive(Debug)]
@@ -70,9 +67,7 @@ impl PlanBasis {
         let mut proof = self.proof;
         proof.extend(plan.cached.iter().map(|dist| DirStamp::read(dist.path())));
         let now = now_ns();
-        let settled = proof
-            .iter()
-            .all(|stamp| !stamp.exists || now - stamp.mtime_ns.max(stamp.ctime_ns) >= SETTLED_NS);
+        let settled = proof.iter().all(|stamp| stamp.settled_at(now));
         settled.then(|| KeptPlan {
             cached: plan.cached.clone(),
             reinstalls: plan.reinstalls.clone(),
@@ -145,14 +140,8 @@ fn installed_digest(inputs: &PlanInputs<'_>) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for dist in inputs.resolution.distributions() {
         for installed in inputs.site.get_packages(dist.name()) {
-            format!("{:?}", installed.kind).hash(&mut hasher);
+            installed.kind.hash(&mut hasher);
         }
     }
     hasher.finish()
-}
-
-fn now_ns() -> i128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(0))
 }

@@ -199,7 +199,8 @@ const WATCHED_EVENTS: u32 = libc::IN_MODIFY
 fn read_events(fd: &std::os::fd::OwnedFd, events: &mut Vec<(i32, u32, Vec<u8>)>) {
     use std::os::fd::AsRawFd;
     const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
-    let mut buffer = vec![0u8; 64 * 1024];
+    // On the stack: this runs on every swap, and almost always finds nothing pending.
+    let mut buffer = [0u8; 4096];
     loop {
         // SAFETY: the buffer is valid for its whole length.
         let read = unsafe { libc::read(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
