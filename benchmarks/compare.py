@@ -739,8 +739,9 @@ class Bench:
             rss = tool.worker.call({"op": "rss"})
             self.record("resident memory after warm-up (MiB)", tool.name, rss["kib"] / 1024.0)
             largest = sorted(rss["by_mapping"].items(), key=lambda item: -item[1])[:5]
-            self.notes.append("resident memory of %s by mapping: %s" % (
-                tool.name, ", ".join("%s %.1f MiB" % (name, kib / 1024.0) for name, kib in largest)))
+            self.notes.append("resident memory of %s by mapping: %s; %d threads%s" % (
+                tool.name, ", ".join("%s %.1f MiB" % (name, kib / 1024.0) for name, kib in largest),
+                rss.get("threads", 0), "; anonymous mappings over 256 KiB (KiB): %s" % rss["anon"] if "anon" in rss else ""))
         for python, name in [(sys.executable, "uv-ffi"), (self.upstream_python, "upstream (default link)")]:
             if not python:
                 continue

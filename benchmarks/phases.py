@@ -9,6 +9,8 @@ that is not in it (the old one still goes to the stash). ``cold``: another proce
 that does nothing) runs, untimed, before each swap and each no-op, so that each call is timed as
 the first one after other processes ran, with cold CPU caches, as ``compare.py`` times it.
 
+``PHASES_TRACE=1`` also prints each swap: its total and engine time (us) and its phases.
+
 To compare two builds of the library (an A/B run), point ``UV_FFI_LIBRARY`` at each in turn,
 alternating runs: each run prints its own medians. For side-by-side figures with other tools,
 use ``benchmarks/compare.py``.
@@ -66,6 +68,7 @@ def main(swaps: int, link_mode: str = "hardlink", case: str = "") -> int:
             totals.append(time.perf_counter() - start)
             if result.installed != (("swap-pkg", version),):
                 raise SystemExit("wrong result: %r" % (result.installed,))
+            if os.environ.get("PHASES_TRACE"): print(i, round(totals[-1] * 1e6), sum(us for _, us in result.timings_us), result.timings_us)
             for phase, us in result.timings_us:
                 phases[phase].append(us)
         noops = []

@@ -43,6 +43,20 @@ def rss_by_mapping():
     return kib
 
 
+def anon_mappings():
+    """Resident KiB of each anonymous mapping over 256 KiB, largest first (arenas, stacks)."""
+    sizes = []
+    with open("/proc/self/smaps") as handle:
+        anon = False
+        for line in handle:
+            words = line.split()
+            if words and "-" in words[0] and not words[0].endswith(":"):
+                anon = len(words) <= 5
+            elif anon and words and words[0] == "Rss:" and int(words[1]) > 256:
+                sizes.append(int(words[1]))
+    return sorted(sizes, reverse=True)
+
+
 def timed_us(action, repeat):
     samples = []
     for _ in range(repeat):
@@ -111,7 +125,8 @@ def handle(request):
         cleared = uv_ffi.clear_stash(request["python"])
         return {"cleared": cleared, "us": (time.perf_counter() - start) * 1e6}
     if op == "rss":
-        return {"kib": rss_kib(), "by_mapping": rss_by_mapping()}
+        return {"kib": rss_kib(), "by_mapping": rss_by_mapping(), "threads": len(os.listdir("/proc/self/task")),
+                "anon": anon_mappings()}
     raise ValueError("unknown op %r" % op)
 
 

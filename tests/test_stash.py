@@ -32,7 +32,7 @@ import pytest
 import diffkit
 import uv_ffi
 from conftest import IndexServer, Venv, free_port
-from uv_ffi import _native
+from uv_ffi import _native, policy
 from uv_ffi.demo import find_uv
 
 UV = find_uv()
@@ -830,16 +830,161 @@ def test_uv_ffi_stash_0_turns_stashing_off(make_venv, world, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
+# 8b. A swap asked again is made by renames on the caller's thread (rust/src/fast_swap.rs)
+
+
+def swapped_here(python: Optional[str] = None, target: Optional[str] = None) -> int:
+    if target is None:
+        return uv_ffi.get_counters(python=python)["swapped_here"]
+    return _native.call("view_get", {"target": target, "check": False})["counters"]["swapped_here"]
+
+
+def settle() -> None:
+    """Let the cache folders a plan reads grow older than 50 ms: from then on plans are kept
+    (rust/src/replan.rs), and a swap asked again can be made here."""
+    time.sleep(0.15)
+
+
+def ready_to_swap_here(install) -> None:
+    """Swap 1.0 -> 1.1 -> 1.0, let the cache settle, and ask both questions once more, so that
+    each has a kept resolution and plan for the view the other leaves."""
+    for version in ("1.0", "1.1", "1.0"):
+        install(version)
+    settle()
+    install("1.1")
+    install("1.0")
+
+
+def fast_swap_cases():
+    cases = [pytest.param(shape_id, "hardlink", id=shape_id + "-hardlink") for shape_id in sorted(SHAPES)]
+    return cases + [pytest.param("folder", mode, id="folder-" + mode) for mode in ("copy", "symlink")]
+
+
+@pytest.mark.parametrize("shape_id, link_mode", fast_swap_cases())
+def test_a_swap_asked_again_is_made_here_and_equals_a_fresh_uv_install(shape_id, link_mode, make_venv, world):
+    shape = SHAPES[shape_id]
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "--link-mode", link_mode,  # noqa: E731
+                                     "%s==%s" % (shape.name, version))
+    ready_to_swap_here(install)
+    before, (stashed, restored) = swapped_here(venv.python), counts(venv.python)
+
+    for old, new in (("1.0", "1.1"), ("1.1", "1.0")):
+        result = install(new)
+        assert (result.installed, result.removed) == (((shape.name, new),), ((shape.name, old),))
+        assert "renames" in dict(result.timings_us), result.timings_us
+        assert venv.installed() == {shape.name: new}
+    assert swapped_here(venv.python) == before + 2
+    assert counts(venv.python) == (stashed + 2, restored + 2)
+    assert journal_is_clear(venv.root)
+    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % shape.name, link_mode=link_mode).root)
+    assert imported_version(venv, shape) == "1.0"
+    if shape.command:
+        assert command_output(venv.root, shape) == "1.0"
+    # Satisfied now: answered as before, nothing moved.
+    assert install("1.0").satisfied
+    assert swapped_here(venv.python) == before + 2
+
+
+def test_a_target_swap_asked_again_is_made_here_and_equals_a_fresh_uv_install(make_venv, world, tmp_path):
+    shape = SHAPES["script"]
+    venv = make_venv()
+    target, fresh = str(tmp_path / "target-a"), str(tmp_path / "target-b")
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (shape.name, version),  # noqa: E731
+                                     target=target)
+    ready_to_swap_here(install)
+    before = swapped_here(target=target)
+    assert install("1.1").installed == ((shape.name, "1.1"),)
+    assert install("1.0").installed == ((shape.name, "1.0"),)
+    assert swapped_here(target=target) == before + 2
+    uv_binary(venv.python, world.url, "%s==1.0" % shape.name, target=fresh)
+    assert_same(target, fresh, venv.root)
+    assert imported_version(venv, shape, path=target) == "1.0"
+
+
+def test_a_swap_asked_again_waits_for_the_environment_lock_as_uv_does(make_venv, world):
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (MISC.name, version))  # noqa: E731
+    ready_to_swap_here(install)
+    before = swapped_here(venv.python)
+    holder = open(os.path.join(venv.root, ".lock"), "a+")
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    outcome: Dict[str, object] = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=install("1.1")))
+    try:
+        worker.start()
+        worker.join(0.5)
+        # Another process holds the lock: the call waits for it, on the engine thread.
+        assert worker.is_alive()
+        assert venv.installed() == {MISC.name: "1.0"}
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        holder.close()
+    worker.join(30)
+    assert outcome["result"].installed == ((MISC.name, "1.1"),)
+    assert swapped_here(venv.python) == before
+    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.1" % MISC.name).root)
+
+
+def test_a_damaged_entry_is_not_restored_by_a_swap_asked_again(make_venv, world):
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (TAMPER.name, version))  # noqa: E731
+    ready_to_swap_here(install)
+    install("1.1")  # made here: 1.0 goes to the stash
+    before, (stashed, restored) = swapped_here(venv.python), counts(venv.python)
+    _extra_file(_stashed_package_folder(venv.root, TAMPER))
+
+    install("1.0")
+    assert counts(venv.python) == (stashed + 1, restored)
+    assert swapped_here(venv.python) == before
+    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % TAMPER.name).root)
+    assert assert_complete(venv, TAMPER) == "1.0"
+
+
+def test_a_version_another_tool_installed_is_not_swapped_here(make_venv, world):
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (SWITCH.name, version))  # noqa: E731
+    ready_to_swap_here(install)
+    before = swapped_here(venv.python)
+    # The uv binary replaces 1.0 with its own 1.1; asked for 1.0, the engine sees a 1.1 it did not
+    # install (not one it may stash) and leaves the swap to uv's uninstall and install.
+    uv_binary(venv.python, world.url, "%s==1.1" % SWITCH.name)
+    assert install("1.0").installed == ((SWITCH.name, "1.0"),)
+    assert swapped_here(venv.python) == before
+    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % SWITCH.name).root)
+    assert assert_complete(venv, SWITCH) == "1.0"
+
+
+def test_expired_index_pages_leave_the_swap_to_the_engine_thread(make_venv, world):
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (ALT.name, version))  # noqa: E731
+    ready_to_swap_here(install)
+    before = swapped_here(venv.python)
+    ttl = policy.get_index_ttl()
+    policy.set_index_ttl(0)
+    try:
+        assert install("1.1").installed == ((ALT.name, "1.1"),)
+        assert install("1.0").installed == ((ALT.name, "1.0"),)
+    finally:
+        policy.set_index_ttl(ttl)
+    assert swapped_here(venv.python) == before
+    assert assert_complete(venv, ALT) == "1.0"
+
+
+# ---------------------------------------------------------------------------------------------
 # 9. A swap killed half-way leaves the old version whole
 
 
 CHILD = textwrap.dedent(
     """
-    import sys, uv_ffi
+    import sys, time, uv_ffi
     python, url, cache, name, *versions = sys.argv[1:]
     for i, version in enumerate(versions):
+        if version == "settle":
+            time.sleep(0.15)  # the cache folders settle: plans are kept from now on
+            continue
         if i == len(versions) - 1:
-            print("SWAPPING", flush=True)
+            print("SWAPPING %d" % uv_ffi.get_counters(python=python)["swapped_here"], flush=True)
         uv_ffi.install(["pip", "install", "--python", python, "-i", url, "--cache-dir", cache,
                         "%s==%s" % (name, version)])
     print("DONE", flush=True)
@@ -862,7 +1007,9 @@ def _kill_mid_swap(venv: Venv, world: World, delay: float, versions=("1.0", "1.1
     )
     try:
         line = child.stdout.readline()
-        assert line == "SWAPPING\n", "child: %r %s" % (line, child.stderr.read())
+        assert line.startswith("SWAPPING "), "child: %r %s" % (line, child.stderr.read())
+        if "settle" in versions:
+            assert int(line.split()[1]) >= 1, "no swap before the last was made by renames here"
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)  # the last delay lets the swap finish first
         assert child.wait(timeout=30) in (0, -signal.SIGKILL), child.stderr.read()
@@ -909,6 +1056,28 @@ def test_killed_swap_then_the_old_version_again(delay, make_venv, world):
     _kill_mid_swap(venv, world, delay)
     engine(venv.python, world.url, "%s==1.1" % CRASH.name)
     assert assert_complete(venv, CRASH) == "1.1"
+
+
+#: Swaps until the same questions come back with plans kept: the last swap is made by renames
+#: on the caller's thread (rust/src/fast_swap.rs), as the one before it was.
+FAST_SWAPS = ("1.0", "1.1", "1.0", "settle", "1.1", "1.0", "1.1", "1.0")
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.75, 1.35, 2.5])
+def test_killed_swap_made_here_is_undone_on_recovery(delay, make_venv, world):
+    venv = make_venv()
+    _kill_mid_swap(venv, world, delay, versions=FAST_SWAPS)
+    uv_ffi.clear_stash(venv.python)
+    assert assert_complete(venv, CRASH) in ("1.0", "1.1")
+
+
+@pytest.mark.parametrize("delay", [0.45, 1.05])
+def test_killed_swap_made_here_then_the_same_swap_again(delay, make_venv, world):
+    venv = make_venv()
+    _kill_mid_swap(venv, world, delay, versions=FAST_SWAPS)
+    engine(venv.python, world.url, "%s==1.0" % CRASH.name)
+    assert assert_complete(venv, CRASH) == "1.0"
+    assert journal_is_clear(venv.root)
 
 
 @pytest.mark.parametrize("delay", [1.65, 2.5])

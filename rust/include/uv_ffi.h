@@ -154,7 +154,7 @@ char *uv_ffi_plan_discard(const char *request);
  * "target": str|null, "packages": [[name, version]],
  * "counters": {"rescans", "checks_clean", "checks_listed", "changes_detected", "patches",
  * "resolutions_reused", "plans_reused", "reads", "stashed", "restored", "relinked",
- * "heals": int}, "index_counters": {"reused", "fresh", "dropped_after_failure", "expired": int}}. */
+ * "swapped_here", "heals": int}, "index_counters": {"reused", "fresh", "dropped_after_failure", "expired": int}}. */
 char *uv_ffi_view_get(const char *request);
 
 /* Request {"python"?: str, "target"?: str, "location"?: str, "installed"?: [[name, version]],

@@ -320,6 +320,11 @@ impl Engine {
         Ok(env)
     }
 
+    /// What the engine keeps of the stashes between calls (`stash.rs`).
+    pub fn stash_memory(&self) -> std::sync::Arc<Mutex<crate::stash::Memory>> {
+        self.stash_memory.clone()
+    }
+
     /// The kept index pages and one environment's state, borrowed together.
     pub fn parts(&mut self, key: &EnvKey) -> (&mut KeptIndexes, &mut EnvState) {
         let state = self
@@ -573,7 +578,15 @@ fn engine_loop(receiver: Receiver<Job>) {
     let mut untrimmed = false;
     while let Some(next) = job {
         next(Ok(&runtime));
-        job = match receiver.try_recv() {
+        let waited = if IDLE_LATER.with(|later| later.replace(false)) {
+            receiver.recv_timeout(IDLE_DELAY).map_err(|err| match err {
+                mpsc::RecvTimeoutError::Timeout => TryRecvError::Empty,
+                mpsc::RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+            })
+        } else {
+            receiver.try_recv()
+        };
+        job = match waited {
             Ok(job) => Some(job),
             Err(TryRecvError::Empty) => {
                 if let Some(engine) = lock_engine().as_mut() {
@@ -674,6 +687,21 @@ where
             .unwrap_or_else(|payload| Err(recover_from_panic(engine, payload.as_ref())))
     })
 }
+
+/// Let the engine thread do its idle work (`Engine::idle`: rebuild the snapshot a call made
+/// stale, tidy a stash) after a call that changed an environment without it. Not waited for.
+pub fn wake_for_idle_work() {
+    let _ = submit(Box::new(|_| IDLE_LATER.with(|later| later.set(true))));
+}
+
+thread_local! {
+    /// Set on the engine thread by [`wake_for_idle_work`]'s job: wait [`IDLE_DELAY`] before the
+    /// idle work, so that it does not take the CPU from the caller that just woke it.
+    static IDLE_LATER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// How long the idle work waits after a wake from a call that did not need the engine thread.
+const IDLE_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Run `work` on the engine thread after stopping the engine: its caches, clients and views are
 /// dropped (releasing its cache locks) and it starts again on the next call.

@@ -172,6 +172,8 @@ pub struct ViewCounters {
     /// Wheels hard-linked again the way uv linked them before, without its installer
     /// (`relink.rs`).
     pub relinked: u64,
+    /// Swaps asked again and made by renames on the caller's thread (`fast_swap.rs`).
+    pub swapped_here: u64,
 }
 
 pub struct EnvState {
@@ -198,6 +200,8 @@ pub struct EnvState {
     pub stash_journal: Option<PathBuf>,
     /// A call used the stash: the engine tidies it when idle (`stash::tidy`).
     pub stash_untidy: bool,
+    /// Which kept index pages recent requests read (`fast_swap.rs`).
+    pub asked: crate::fast_swap::Asked,
 }
 
 impl EnvState {
@@ -222,6 +226,7 @@ impl EnvState {
             installed_wheels: std::collections::HashMap::new(),
             stash_journal: None,
             stash_untidy: false,
+            asked: Default::default(),
         })
     }
 
@@ -251,6 +256,11 @@ impl EnvState {
             self.rescan()?;
         }
         Ok(self.site.as_ref().expect("rescan fills the snapshot"))
+    }
+
+    /// uv's snapshot of the environment, if it is not stale.
+    pub fn snapshot(&self) -> Option<&SitePackages> {
+        self.site.as_ref()
     }
 
     /// Rebuild uv's snapshot and the view from the disk.

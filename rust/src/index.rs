@@ -72,6 +72,18 @@ pub struct KeptIndexes {
 }
 
 impl KeptIndexes {
+    /// The generation of the pages kept for `key`, if they exist and are younger than `ttl`,
+    /// without counting a use (the caller counts one with [`KeptIndexes::note_reuse`]).
+    pub fn generation_of(&self, key: &str, ttl: Duration) -> Option<u64> {
+        let pages = self.pages.get(key)?;
+        (pages.created.elapsed() <= ttl).then_some(pages.generation)
+    }
+
+    /// A call used kept pages without taking them ([`KeptIndexes::generation_of`]).
+    pub fn note_reuse(&mut self) {
+        self.counters.reused += 1;
+    }
+
     /// Kept pages for `key`, if they exist and are younger than `ttl`.
     pub fn get(&mut self, key: &str, ttl: Duration) -> Option<IndexPages> {
         let pages = self.pages.get(key)?;

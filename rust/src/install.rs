@@ -237,7 +237,7 @@ fn reply(
 /// A request whose answer depends only on the environment can be remembered as satisfied until
 /// the environment changes. Requirement files may change on disk, so those are never remembered.
 /// The command's text (with the directory relative paths are resolved in) identifies the request.
-fn memo_key(args: &InstallArgs, command: &str, cwd: &Path) -> Option<String> {
+pub(crate) fn memo_key(args: &InstallArgs, command: &str, cwd: &Path) -> Option<String> {
     if !args.requirements.is_empty() || !args.constraints.is_empty() || args.changes_anyway() {
         return None;
     }
@@ -314,6 +314,11 @@ async fn install(
     }
     let (pages, key, reused) = stages::index_pages(call, indexes, &settings, state).await?;
     profile.mark(if reused { "index-kept" } else { "index-fresh" });
+    if let Some(memo) = &memo
+        && settings.may_reuse_pages
+    {
+        state.asked.note(memo, call.args, &key);
+    }
     // From here on the answer may depend on what the kept pages say: see below.
     match resolve_and_apply(call, &settings, &pages, spec, state, memo, profile).await {
         Ok(changes) => {
@@ -455,24 +460,28 @@ pub async fn lock_environment(
     key: &EnvKey,
     env: &uv_python::PythonEnvironment,
 ) -> Option<uv_fs::LockedFile> {
-    let interpreter = env.interpreter();
-    let folder = match (&key.target, &key.prefix) {
-        (Some(target), _) => Some(target.as_path()),
-        (None, Some(prefix)) => Some(prefix.as_path()),
-        (None, None) => interpreter
-            .is_virtualenv()
-            .then(|| interpreter.sys_prefix()),
-    };
-    if let Some(folder) = folder {
-        let mode = uv_fs::LockedFileMode::Exclusive;
-        let resource = folder.display().to_string();
-        if let Some(locked) =
-            uv_fs::LockedFile::acquire_no_wait(folder.join(".lock"), mode, resource)
-        {
-            return Some(locked);
-        }
+    if let Some(locked) = lock_environment_now(key, env) {
+        return Some(locked);
     }
     env.lock().await.ok()
+}
+
+/// uv's environment lock when it can be taken at once: `None` when another process holds it,
+/// or for a system interpreter (whose lock file uv names itself).
+pub fn lock_environment_now(
+    key: &EnvKey,
+    env: &uv_python::PythonEnvironment,
+) -> Option<uv_fs::LockedFile> {
+    let interpreter = env.interpreter();
+    let folder = match (&key.target, &key.prefix) {
+        (Some(target), _) => target.as_path(),
+        (None, Some(prefix)) => prefix.as_path(),
+        (None, None) if interpreter.is_virtualenv() => interpreter.sys_prefix(),
+        (None, None) => return None,
+    };
+    let mode = uv_fs::LockedFileMode::Exclusive;
+    let resource = folder.display().to_string();
+    uv_fs::LockedFile::acquire_no_wait(folder.join(".lock"), mode, resource)
 }
 
 /// The inputs a resolution depends on, when a later call can reuse it: the same request (words
@@ -486,17 +495,26 @@ fn reuse_key(
     pages: &IndexPages,
     state: &EnvState,
 ) -> Option<String> {
-    let memo = memo?;
-    if pages.generation == 0 {
+    reuse_key_of(call.args, memo?, pages.generation, state)
+}
+
+/// [`reuse_key`] from its parts: the request, its memo key, and the generation of its kept
+/// index pages (0: read fresh by this call).
+pub(crate) fn reuse_key_of(
+    args: &InstallArgs,
+    memo: &str,
+    generation: u64,
+    state: &EnvState,
+) -> Option<String> {
+    if generation == 0 {
         return None;
     }
-    let request = match &call.args.target {
-        Some(folder) if shares_resolutions(call, state) => without_folder(memo, folder)?,
+    let request = match &args.target {
+        Some(folder) if shares_resolutions(args, state) => without_folder(memo, folder)?,
         _ => memo.to_string(),
     };
     Some(format!(
-        "{}\0{:x}\0{request}",
-        pages.generation,
+        "{generation}\0{:x}\0{request}",
         state.view_digest()
     ))
 }
@@ -505,8 +523,8 @@ fn reuse_key(
 /// distribution asks what every such folder asks (a host filling new folders with one request
 /// resolves once). A folder holding some does not share: what it holds may come from elsewhere
 /// than another folder's same versions.
-fn shares_resolutions(call: Call<'_>, state: &EnvState) -> bool {
-    call.args.target.is_some() && state.holds_nothing()
+pub(crate) fn shares_resolutions(args: &InstallArgs, state: &EnvState) -> bool {
+    args.target.is_some() && state.holds_nothing()
 }
 
 /// Act on the resolutions reusable by this call: its environment's, or, when it shares them
@@ -517,7 +535,7 @@ fn with_kept<T>(
     state: &mut EnvState,
     act: impl FnOnce(&mut KeptResolutions) -> T,
 ) -> T {
-    if !shares_resolutions(call, state) {
+    if !shares_resolutions(call.args, state) {
         return act(&mut state.resolutions);
     }
     match pages.target_resolutions.lock() {

@@ -11,6 +11,7 @@ mod environment;
 mod error;
 mod fallback;
 mod fast_read;
+mod fast_swap;
 mod fork;
 mod guard;
 mod index;

@@ -222,29 +222,62 @@ fn run_warm(
     let command_text = argv.join("\0");
     let verbose = args.verbose > 0 || crate::logging::enabled();
     if !uninstall && !args.changes_anyway() {
-        // An install that is already satisfied is answered here, without waking the engine thread.
-        // The answer says whether the disk was checked, and the reply if nothing is to be done.
+        // An install that is already satisfied is answered here, without waking the engine
+        // thread, and so is a swap asked again (`fast_swap.rs`) by a call that neither reports
+        // its plan nor records progress. The answer says whether the disk was checked, and the
+        // reply if nothing more is to be done.
+        let may_swap_here = !request.plan && !request.progress;
         let fast = with_engine_here(|engine| {
             let key = environment_of(engine, args, cwd)?;
-            if key.is_one_off() {
+            let one_off = key.is_one_off();
+            if one_off && !may_swap_here {
                 return Ok((false, None));
             }
-            engine.last_env = Some(key.clone());
+            if !one_off {
+                engine.last_env = Some(key.clone());
+            }
             let (_, state) = engine.parts(&key);
             let mut attempt = profile.clone();
             attempt.mark("environment");
-            let reply = install::already_satisfied(
-                state,
-                &key,
-                args,
-                &command_text,
-                cwd,
-                policy,
-                &mut attempt,
-            );
-            Ok((true, reply))
+            // A `--target` or `--prefix` folder is not remembered as satisfied (see `is_one_off`).
+            let satisfied = if one_off {
+                if policy.check {
+                    state.check();
+                    attempt.mark("check");
+                }
+                None
+            } else {
+                install::already_satisfied(
+                    state,
+                    &key,
+                    args,
+                    &command_text,
+                    cwd,
+                    policy,
+                    &mut attempt,
+                )
+            };
+            if satisfied.is_some() || !may_swap_here {
+                return Ok((true, satisfied));
+            }
+            let checked = CallPolicy {
+                check: false,
+                ..policy
+            };
+            let swapped = install::memo_key(args, &command_text, cwd).and_then(|memo| {
+                crate::fast_swap::swap(engine, &key, args, &memo, checked, &mut attempt)
+            });
+            Ok((true, swapped))
         })?;
         match fast {
+            (_, Some(reply)) if !reply.satisfied => {
+                // A swap made here: the engine thread rebuilds the snapshot it made stale.
+                crate::engine::wake_for_idle_work();
+                if verbose {
+                    crate::logging::print_changes(&reply.installed, &reply.removed);
+                }
+                return Ok(reply);
+            }
             (_, Some(mut reply)) => {
                 // Already satisfied: a call that asked for its plan gets the empty one.
                 if request.plan {

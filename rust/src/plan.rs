@@ -55,10 +55,15 @@ const KEEP_RESOLUTIONS: usize = 8;
 impl KeptResolutions {
     /// A resolution kept for these inputs, if any.
     pub fn get(&self, inputs: &str) -> Option<KeptResolution> {
+        self.find(inputs).cloned()
+    }
+
+    /// The resolution kept for these inputs, if any, without copying it.
+    pub fn find(&self, inputs: &str) -> Option<&KeptResolution> {
         self.0
             .iter()
             .find(|(key, _)| key == inputs)
-            .map(|(_, kept)| kept.clone())
+            .map(|(_, kept)| kept)
     }
 
     /// Keep the plan made for the resolution kept for these inputs.

@@ -50,7 +50,7 @@ impl PlanBasis {
     /// `None` when a plan for `inputs` is not kept (see [`plannable`]).
     pub fn read(inputs: &PlanInputs<'_>) -> Option<Self> {
         plannable(inputs).then(|| Self {
-            installed: installed_digest(inputs),
+            installed: installed_digest(inputs.resolution, inputs.site),
             proof: cache_folders(inputs)
                 .iter()
                 .map(|folder| DirStamp::read(folder))
@@ -80,7 +80,12 @@ impl PlanBasis {
 impl KeptPlan {
     /// The plan again, if everything it was made from still holds.
     pub fn plan(&self, inputs: &PlanInputs<'_>) -> Option<Plan> {
-        let holds = self.installed == installed_digest(inputs)
+        self.plan_for(inputs.resolution, inputs.site)
+    }
+
+    /// [`KeptPlan::plan`], from what its check reads: the resolution and uv's snapshot.
+    pub fn plan_for(&self, resolution: &Resolution, site: &SitePackages) -> Option<Plan> {
+        let holds = self.installed == installed_digest(resolution, site)
             && self.proof.iter().all(|stamp| stamp.matches(&stamp.path));
         holds.then(|| Plan {
             cached: self.cached.clone(),
@@ -136,10 +141,10 @@ fn cache_folders(inputs: &PlanInputs<'_>) -> Vec<PathBuf> {
 
 /// The installed distributions of every resolved package, as uv's snapshot describes them
 /// (kind, name, version, folder, and how it was installed; not what was read from them since).
-fn installed_digest(inputs: &PlanInputs<'_>) -> u64 {
+fn installed_digest(resolution: &Resolution, site: &SitePackages) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for dist in inputs.resolution.distributions() {
-        for installed in inputs.site.get_packages(dist.name()) {
+    for dist in resolution.distributions() {
+        for installed in site.get_packages(dist.name()) {
             installed.kind.hash(&mut hasher);
         }
     }

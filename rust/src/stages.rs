@@ -565,6 +565,65 @@ pub async fn apply(
     Ok((installed, removed))
 }
 
+/// What [`swap_by_renames`] did.
+pub enum Renamed {
+    /// The swap is made: what came back from the stash, and what went into it.
+    Done {
+        installed: Vec<Pair>,
+        removed: Vec<Pair>,
+    },
+    /// It needs uv (a wheel not in the stash, a distribution that may not go there): nothing
+    /// was moved.
+    Untouched,
+    /// A rename failed part way: what moved stands, each distribution whole in one place or
+    /// the other, and the caller finishes the call as uv would.
+    Partial,
+}
+
+/// Carry out `plan` with renames alone, when the stash can: every wheel to install is in it,
+/// intact, and every distribution replaced may go there. The same steps as [`apply`], for a
+/// swap made on the caller's thread (`fast_swap.rs`).
+pub fn swap_by_renames(mut stash: Stash, plan: Plan, state: &mut EnvState) -> Renamed {
+    if !plan.remote.is_empty() {
+        return Renamed::Untouched;
+    }
+    let keys: Vec<Option<WheelKey>> = plan.cached.iter().map(WheelKey::of).collect();
+    let replaced: Vec<(InstalledDist, Option<Installed>)> = plan
+        .reinstalls
+        .into_iter()
+        .map(|dist| {
+            let known = state.installed_wheels.get(&install::installed_pair(&dist));
+            let known = known.cloned();
+            (dist, known)
+        })
+        .collect();
+    let (hits, checked) = check_stash(Some(&mut stash), &keys, &replaced);
+    if hits.iter().any(Option::is_none) || checked.iter().any(Option::is_none) {
+        return Renamed::Untouched;
+    }
+    for (dist, _) in &replaced {
+        state
+            .installed_wheels
+            .remove(&install::installed_pair(dist));
+    }
+    let (mut removed, kept_in_place) = stash_out(Some(&mut stash), replaced, checked, state);
+    state.stash_untidy = true;
+    if !kept_in_place.is_empty() {
+        stash.finish();
+        return Renamed::Partial;
+    }
+    let (restored, to_link) = restore(Some(&mut stash), hits, plan.cached, keys, state);
+    stash.finish();
+    if !to_link.is_empty() {
+        return Renamed::Partial;
+    }
+    let mut installed: Vec<Pair> = restored.iter().map(cached_pair).collect();
+    installed.sort();
+    removed.sort();
+    state.apply_delta(&installed, &removed);
+    Renamed::Done { installed, removed }
+}
+
 /// The checks of a swap: the stash entry for each wheel to install (a `stat` per file), and
 /// whether each replaced distribution may be stashed (its folders' names). When every wheel
 /// has an entry, the swap is renames only, journaled so that a crash leaves the old versions

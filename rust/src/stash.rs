@@ -155,10 +155,10 @@ struct Manifest {
 #[derive(Default)]
 pub struct Memory {
     pub watches: Watches,
-    /// By manifest name: a name is made once (see [`unique`]), so the file by that name holds
+    /// By manifest path: a name is made once (see [`unique`]), so the file by that name holds
     /// what was written. Only these entries are judged by their watches: another process's
     /// stamps may be of another moment than this engine's watches.
-    written: HashMap<String, Manifest>,
+    written: HashMap<PathBuf, Manifest>,
 }
 
 /// At most this many manifests are kept in memory; past that, all are forgotten at once.
@@ -184,8 +184,9 @@ pub struct Stash {
     dev: u64,
     memory: Arc<Mutex<Memory>>,
     atomic: bool,
-    /// Whether this call wrote to the journal (which must then be emptied).
-    journaled: bool,
+    /// The journal, open once this call wrote to it (it must then be emptied): one open file
+    /// for every batch of renames of the call.
+    journal: Option<std::fs::File>,
     /// Manifests of entries this swap brings back, to be written over (see the module comment).
     spares: Vec<PathBuf>,
 }
@@ -272,7 +273,7 @@ impl Stash {
             dev,
             memory: memory.clone(),
             atomic: false,
-            journaled: false,
+            journal: None,
             spares: Vec::new(),
         })
     }
@@ -287,15 +288,20 @@ impl Stash {
             .collect();
     }
 
-    /// The entry holding exactly `key`'s wheel, intact; a damaged entry is discarded.
+    /// The entry holding exactly `key`'s wheel, intact; a damaged entry is discarded. An entry
+    /// this engine wrote is found without listing the stash.
     pub fn find(&self, key: &WheelKey) -> Option<Found> {
+        if let Some(found) = self.find_own(key) {
+            return Some(found);
+        }
         let wanted = key.hash();
         for entry in entries(&self.dir)
             .into_iter()
             .filter(|e| e.key_hash == wanted)
         {
-            let name = entry.manifest_name();
-            let written = Memory::lock(&self.memory).written.remove(&name);
+            let written = Memory::lock(&self.memory)
+                .written
+                .remove(&self.dir.join(entry.manifest_name()));
             let own = written.is_some();
             let Some(manifest) = written.or_else(|| read_manifest(&self.dir, &entry)) else {
                 continue;
@@ -308,6 +314,25 @@ impl Stash {
             }
             discard(&self.dir, &entry, &manifest);
         }
+        None
+    }
+
+    /// [`Stash::find`] among the entries of this stash whose manifests this engine keeps.
+    fn find_own(&self, key: &WheelKey) -> Option<Found> {
+        let (path, manifest) = {
+            let mut memory = Memory::lock(&self.memory);
+            let path = memory
+                .written
+                .iter()
+                .find(|(path, manifest)| path.parent() == Some(&self.dir) && manifest.key == *key)
+                .map(|(path, _)| path.clone())?;
+            memory.written.remove_entry(&path)?
+        };
+        let entry = Entry::parse(&path.file_name()?.to_string_lossy())?;
+        if self.intact(&manifest, true) {
+            return Some(Found { entry, manifest });
+        }
+        discard(&self.dir, &entry, &manifest);
         None
     }
 
@@ -399,7 +424,9 @@ impl Stash {
             if memory.written.len() >= KEEP_WRITTEN {
                 memory.written.clear();
             }
-            memory.written.insert(entry.manifest_name(), manifest);
+            memory
+                .written
+                .insert(self.dir.join(entry.manifest_name()), manifest);
         }
         Some(moved)
     }
@@ -458,8 +485,8 @@ impl Stash {
     }
 
     fn empty_journal(&mut self) {
-        if std::mem::take(&mut self.journaled) {
-            let _ = std::fs::File::create(self.dir.join("journal"));
+        if let Some(journal) = self.journal.take() {
+            let _ = journal.set_len(0);
         }
     }
 
@@ -480,16 +507,20 @@ impl Stash {
 
     /// Append `moves` to the journal (created by the first swap of this stash).
     fn write_journal(&mut self, moves: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
-        self.journaled = true;
         let mut text = String::new();
         for (from, to) in moves {
             text.push_str(&format!("{}\t{}\n", from.display(), to.display()));
         }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("journal"))?;
-        file.write_all(text.as_bytes())
+        let journal = match &mut self.journal {
+            Some(journal) => journal,
+            None => self.journal.insert(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("journal"))?,
+            ),
+        };
+        journal.write_all(text.as_bytes())
     }
 
     /// Whether every file and folder of the entry still has its stamp: the top-level paths are

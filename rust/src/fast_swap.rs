@@ -1,0 +1,109 @@
+//! A swap asked again, made on the caller's thread.
+//!
+//! A host swapping between a few versions asks the same few questions. When a request comes
+//! back to an environment whose view is the one an earlier call resolved it against, the engine
+//! thread would reuse that call's resolution and plan (`install::reuse_key`, `replan.rs`), and
+//! when every wheel is in the stash it would make the swap with renames alone (`stash.rs`).
+//! This module makes exactly those checks and those renames on the caller's thread, without
+//! building what the checks do not read (the HTTP client, the requirements, the settings):
+//! each request notes which kept index pages it read ([`Asked`]), and that finds its kept
+//! resolution again. When anything does not hold (the pages expired or were read again, the
+//! view or the plan's inputs changed, a wheel is not in the stash, another process holds the
+//! environment's lock), nothing was changed and the call goes to the engine thread as before.
+
+use std::collections::HashMap;
+
+use crate::command::InstallArgs;
+use crate::engine::{Engine, EnvKey};
+use crate::install::{self, CallPolicy, InstallReply};
+use crate::profile::Profile;
+use crate::stages::{self, Renamed};
+use crate::stash::{self, Stash};
+
+/// Which kept index pages recent requests read: by the request's memo key (`install::memo_key`),
+/// its arguments as parsed and the key of the pages. A request whose arguments now parse
+/// differently (a variable changed) is not found.
+#[derive(Default)]
+pub struct Asked(HashMap<String, (InstallArgs, String)>);
+
+/// How many requests an environment remembers (a host swaps between a few versions).
+const KEEP_ASKED: usize = 32;
+
+impl Asked {
+    pub fn note(&mut self, memo: &str, args: &InstallArgs, pages_key: &str) {
+        if self.0.len() >= KEEP_ASKED && !self.0.contains_key(memo) {
+            self.0.clear();
+        }
+        self.0
+            .insert(memo.to_string(), (args.clone(), pages_key.to_string()));
+    }
+
+    fn pages_key(&self, memo: &str, args: &InstallArgs) -> Option<String> {
+        let (noted, pages_key) = self.0.get(memo)?;
+        (noted == args).then(|| pages_key.clone())
+    }
+}
+
+/// The swap `args` asks for, made by renames when the engine thread would make exactly it (see
+/// the module's comment); `None` leaves the call to the engine thread. The caller has already
+/// checked the view when the policy asks for it, and found the request not satisfied.
+pub fn swap(
+    engine: &mut Engine,
+    key: &EnvKey,
+    args: &InstallArgs,
+    memo: &str,
+    policy: CallPolicy,
+    profile: &mut Profile,
+) -> Option<InstallReply> {
+    if policy.fresh_index || policy.refresh_index || engine.refresh_index || args.dry_run {
+        return None;
+    }
+    let memory = engine.stash_memory();
+    let (indexes, state) = engine.parts(key);
+    let pages_key = state.asked.pages_key(memo, args)?;
+    let generation = indexes.generation_of(&pages_key, policy.index_ttl)?;
+    let reuse = install::reuse_key_of(args, memo, generation, state)?;
+    state.site_packages().ok()?;
+    let site = state.snapshot()?;
+    let kept = state.resolutions.find(&reuse)?;
+    let plan = kept.plan.as_ref()?.plan_for(&kept.resolution, site)?;
+    if plan.cached.is_empty() && plan.reinstalls.is_empty() {
+        // Nothing to do: the engine thread remembers the request as satisfied.
+        return None;
+    }
+    if !args.break_system_packages && install::check_externally_managed(&state.env).is_err() {
+        return None;
+    }
+    let _lock = install::lock_environment_now(key, &state.env)?;
+    if let Some(journal) = &state.stash_journal
+        && stash::recover_locked(journal)
+    {
+        state.invalidate();
+        return None;
+    }
+    profile.mark("swap-kept");
+    let stash = Stash::open(state, key, &memory)?;
+    match stages::swap_by_renames(stash, plan, state) {
+        Renamed::Done { installed, removed } => {
+            indexes.note_reuse();
+            state.counters.resolutions_reused += 1;
+            state.counters.plans_reused += 1;
+            state.counters.swapped_here += 1;
+            profile.mark("renames");
+            Some(InstallReply::warm(
+                key,
+                installed,
+                removed,
+                false,
+                false,
+                profile.clone(),
+            ))
+        }
+        Renamed::Untouched => None,
+        Renamed::Partial => {
+            // What moved stands; the engine thread reads the disk again and finishes the call.
+            state.invalidate();
+            None
+        }
+    }
+}
