@@ -366,6 +366,19 @@ def test_swap_back_from_the_stash_equals_a_fresh_uv_install(shape_id, link_mode,
             assert handle.read() == "data of 1.0\n"
 
 
+def test_a_version_stashed_in_one_link_mode_is_not_restored_for_another(make_venv, world):
+    # Hard links into uv's cache must not come back for a call that asks for copies.
+    venv = make_venv()
+    engine(venv.python, world.url, "--link-mode", "hardlink", "%s==1.0" % MISC.name)
+    engine(venv.python, world.url, "--link-mode", "hardlink", "%s==1.1" % MISC.name)
+    _, restored = counts(venv.python)
+    result = engine(venv.python, world.url, "--link-mode", "copy", "%s==1.0" % MISC.name)
+    assert result.installed == ((MISC.name, "1.0"),)
+    assert counts(venv.python)[1] == restored
+    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % MISC.name, link_mode="copy").root)
+    assert set(nlinks(venv.site_packages).values()) == {1}
+
+
 def relinked(python: str) -> int:
     """Wheels the engine hard-linked again without uv's installer (rust/src/relink.rs)."""
     return uv_ffi.get_counters(python=python)["relinked"]

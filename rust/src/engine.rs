@@ -753,7 +753,7 @@ fn worker_threads() -> usize {
 
 /// The cache folder a call names (`--cache-dir`), else `UV_CACHE_DIR`, else uv's default, as
 /// uv's CLI chooses it, so the engine and the `uv` command share downloaded and unpacked wheels.
-fn cache_dir(given: Option<&str>) -> PathBuf {
+pub(crate) fn cache_dir(given: Option<&str>) -> PathBuf {
     if let Some(dir) = given.filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }

@@ -12,6 +12,7 @@
 //! environment's lock), nothing was changed and the call goes to the engine thread as before.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use crate::command::InstallArgs;
 use crate::engine::{Engine, EnvKey};
@@ -21,10 +22,17 @@ use crate::stages::{self, Renamed};
 use crate::stash::{self, Stash};
 
 /// Which kept index pages recent requests read: by the request's memo key (`install::memo_key`),
-/// its arguments as parsed and the key of the pages. A request whose arguments now parse
-/// differently (a variable changed) is not found.
+/// its arguments as parsed, the cache folder they chose and the key of the pages. A request
+/// whose arguments now parse differently, or that now chooses another cache folder (a variable
+/// changed), is not found.
 #[derive(Default)]
-pub struct Asked(HashMap<String, (InstallArgs, String)>);
+pub struct Asked(HashMap<String, Noted>);
+
+struct Noted {
+    args: InstallArgs,
+    cache_dir: PathBuf,
+    pages_key: String,
+}
 
 /// How many requests an environment remembers (a host swaps between a few versions).
 const KEEP_ASKED: usize = 32;
@@ -34,13 +42,19 @@ impl Asked {
         if self.0.len() >= KEEP_ASKED && !self.0.contains_key(memo) {
             self.0.clear();
         }
-        self.0
-            .insert(memo.to_string(), (args.clone(), pages_key.to_string()));
+        let noted = Noted {
+            args: args.clone(),
+            cache_dir: crate::engine::cache_dir(args.cache_dir.as_deref()),
+            pages_key: pages_key.to_string(),
+        };
+        self.0.insert(memo.to_string(), noted);
     }
 
     fn pages_key(&self, memo: &str, args: &InstallArgs) -> Option<String> {
-        let (noted, pages_key) = self.0.get(memo)?;
-        (noted == args).then(|| pages_key.clone())
+        let noted = self.0.get(memo)?;
+        let same = noted.args == *args
+            && noted.cache_dir == crate::engine::cache_dir(args.cache_dir.as_deref());
+        same.then(|| noted.pages_key.clone())
     }
 }
 
@@ -82,8 +96,9 @@ pub fn swap(
         return None;
     }
     profile.mark("swap-kept");
+    let link_mode = install::link_mode(args).ok()?;
     let stash = Stash::open(state, key, &memory)?;
-    match stages::swap_by_renames(stash, plan, state) {
+    match stages::swap_by_renames(stash, plan, link_mode, state) {
         Renamed::Done { installed, removed } => {
             indexes.note_reuse();
             state.counters.resolutions_reused += 1;

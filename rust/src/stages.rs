@@ -524,7 +524,10 @@ pub async fn apply(
     profile.mark("prepare");
     progress::stop_point("nothing was changed (the wheels it fetched stay in uv's cache)")?;
     let to_install: Vec<CachedDist> = wheels.into_iter().chain(cached).collect();
-    let keys: Vec<Option<WheelKey>> = to_install.iter().map(WheelKey::of).collect();
+    let keys: Vec<Option<WheelKey>> = to_install
+        .iter()
+        .map(|dist| WheelKey::of(dist, settings.link_mode))
+        .collect();
     let mut stash = Stash::open(state, context.call.key, &context.call.shared.stash_memory);
     // Only an environment that has a stash needs to know what it installed.
     let stashing = stash.is_some();
@@ -583,11 +586,20 @@ pub enum Renamed {
 /// Carry out `plan` with renames alone, when the stash can: every wheel to install is in it,
 /// intact, and every distribution replaced may go there. The same steps as [`apply`], for a
 /// swap made on the caller's thread (`fast_swap.rs`).
-pub fn swap_by_renames(mut stash: Stash, plan: Plan, state: &mut EnvState) -> Renamed {
+pub fn swap_by_renames(
+    mut stash: Stash,
+    plan: Plan,
+    link_mode: LinkMode,
+    state: &mut EnvState,
+) -> Renamed {
     if !plan.remote.is_empty() {
         return Renamed::Untouched;
     }
-    let keys: Vec<Option<WheelKey>> = plan.cached.iter().map(WheelKey::of).collect();
+    let keys: Vec<Option<WheelKey>> = plan
+        .cached
+        .iter()
+        .map(|dist| WheelKey::of(dist, link_mode))
+        .collect();
     let replaced: Vec<(InstalledDist, Option<Installed>)> = plan
         .reinstalls
         .into_iter()

@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use uv_distribution_types::{CachedDist, InstalledDist, Name};
+use uv_install_wheel::LinkMode;
 
 use crate::engine::EnvKey;
 use crate::environment::EnvState;
@@ -45,7 +46,8 @@ pub const STASH_DIR: &str = ".uv-ffi-stash";
 const MAX_ENTRIES: usize = 16;
 const MAX_BYTES: u64 = 512 << 20;
 
-/// Which wheel an installed distribution came from: what makes two installs the same.
+/// Which wheel an installed distribution came from, and how it was linked: what makes two
+/// installs the same.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WheelKey {
     pub filename: String,
@@ -53,11 +55,14 @@ pub struct WheelKey {
     pub archive: PathBuf,
     pub hashes: String,
     pub cache_info: String,
+    /// The link mode the call asked for: hard links into uv's cache must not come back for a
+    /// call that asked for copies, nor copies for one that asked for links.
+    pub link_mode: String,
 }
 
 impl WheelKey {
     /// Index wheels only: a local path or URL (which may be rebuilt in place) is never stashed.
-    pub fn of(dist: &CachedDist) -> Option<Self> {
+    pub fn of(dist: &CachedDist, link_mode: LinkMode) -> Option<Self> {
         let CachedDist::Registry(registry) = dist else {
             return None;
         };
@@ -66,6 +71,7 @@ impl WheelKey {
             archive: registry.path.to_path_buf(),
             hashes: serde_json::to_string(&registry.hashes).ok()?,
             cache_info: serde_json::to_string(&registry.cache_info).ok()?,
+            link_mode: format!("{link_mode:?}"),
         })
     }
 }
@@ -987,6 +993,7 @@ impl WheelKey {
             self.archive.as_os_str().as_encoded_bytes(),
             self.hashes.as_bytes(),
             self.cache_info.as_bytes(),
+            self.link_mode.as_bytes(),
         ];
         for field in fields {
             for byte in field.iter().chain(&[0]) {
