@@ -36,6 +36,7 @@ def disk_view(venv: Venv):
 
 
 def external_uv(*args: str) -> None:
+    assert UV, "the uv command is the outside tool here (pip install -e '.[test]' installs it)"
     subprocess.run([UV, "pip", *args], check=True, capture_output=True)
 
 
@@ -142,7 +143,6 @@ def machine_wheelhouse(wheelhouse):
     return wheelhouse
 
 
-@pytest.mark.skipif(UV is None, reason="the uv command is needed as the outside tool")
 @pytest.mark.parametrize("mode", [policy.VALIDATE, policy.WATCH])
 def test_view_stays_true_under_outside_changes(mode, machine_wheelhouse):
     machine = type("Machine_" + mode, (EnvironmentMachine,), {"mode": mode})
@@ -155,7 +155,6 @@ def test_view_stays_true_under_outside_changes(mode, machine_wheelhouse):
         policy.set_policy(policy.VALIDATE)
 
 
-@pytest.mark.skipif(UV is None, reason="the uv command is needed as the outside tool")
 @pytest.mark.parametrize("mode", [policy.VALIDATE, policy.WATCH])
 def test_upstream_scenario_outside_swap_then_engine_asks_again(mode, venv, index):
     base = "pip install --python %s -i %s " % (venv.python, index.url)
@@ -171,7 +170,6 @@ def test_upstream_scenario_outside_swap_then_engine_asks_again(mode, venv, index
     assert counters["changes_detected"] >= 1 or (mode == policy.WATCH and counters["patches"] >= 1)
 
 
-@pytest.mark.skipif(UV is None, reason="the uv command is needed as the outside tool")
 def test_listing_sees_outside_install_on_first_try(venv, index):
     uv_ffi.install("pip install --python %s -i %s alpha==1.0" % (venv.python, index.url))
     assert uv_ffi.get_site_packages_cache() == [("alpha", "1.0")]
@@ -181,7 +179,6 @@ def test_listing_sees_outside_install_on_first_try(venv, index):
     assert uv_ffi.get_site_packages_cache() == [("delta", "1.0")]
 
 
-@pytest.mark.skipif(UV is None, reason="the uv command is needed as the outside tool")
 def test_trust_mode_does_no_checks(venv, index):
     base = "pip install --python %s -i %s " % (venv.python, index.url)
     uv_ffi.install(base + "alpha==1.0", mode=policy.TRUST)
@@ -225,7 +222,18 @@ def test_kept_index_pages_serve_warm_calls_without_refetching(venv, index):
     assert venv.metadata_version("alpha") == "1.1"
 
 
-@pytest.mark.skipif(UV is None, reason="the uv command is needed as the outside tool")
+def test_the_environments_of_one_python_share_kept_index_pages(make_venv, index):
+    # The pages' contents depend on the interpreter's facts, not on its environment's folder.
+    first, second = make_venv(), make_venv()
+    uv_ffi.install("pip install --python %s -i %s alpha==1.0" % (first.python, index.url))
+    before = uv_ffi.get_counters(python=first.python)
+    uv_ffi.install("pip install --python %s -i %s alpha==1.1" % (second.python, index.url))
+    after = uv_ffi.get_counters(python=second.python)
+    assert after["index_fresh"] == before["index_fresh"]
+    assert after["index_reused"] == before["index_reused"] + 1
+    assert (first.metadata_version("alpha"), second.metadata_version("alpha")) == ("1.0", "1.1")
+
+
 def test_watch_mode_turns_outside_changes_into_patches(venv, index):
     import time
 
@@ -351,7 +359,8 @@ def test_new_target_folders_holding_the_same_reuse_one_resolution(venv, index, t
         pairs = [name[: -len(".dist-info")].split("-") for name in os.listdir(folder) if name.endswith(".dist-info")]
         return dict(pairs)
 
-    uv_ffi.install(base + "--target %s beta==1.0" % (tmp_path / "warm"))  # the pages are read fresh
+    # Another request first: the index pages are kept from here on (if no earlier call kept them).
+    uv_ffi.install(base + "--target %s alpha==1.0" % (tmp_path / "warm"))
     # The first empty folder resolves against the kept pages; the next ones reuse its answer.
     assert into(str(tmp_path / "a")) == 0
     assert into(str(tmp_path / "b")) == 1

@@ -73,7 +73,8 @@ pub struct Engine {
     archives: std::sync::Arc<Mutex<crate::archives::Archives>>,
     clone_support: std::sync::Arc<Mutex<crate::reflink::CloneSupport>>,
     stash_memory: std::sync::Arc<Mutex<crate::stash::Memory>>,
-    /// Index pages kept between calls, per interpreter and index configuration.
+    /// Index pages kept between calls, per interpreter (its facts: the virtual environments of
+    /// one Python share them) and index configuration.
     pub indexes: KeptIndexes,
     /// `--python` requests already answered, with the executable's stamp to notice a replacement.
     pythons: HashMap<String, (PythonEnvironment, DirStamp)>,

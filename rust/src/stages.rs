@@ -166,11 +166,17 @@ impl Settings {
         })
     }
 
-    /// The identity of the index pages these settings read.
+    /// The identity of the index pages these settings read: the index configuration, and what
+    /// reading the pages takes from the interpreter (its markers and platform, and what its
+    /// tags are made from), so that the virtual environments of one Python share them.
     fn pages_key(&self, interpreter: &Interpreter) -> String {
         format!(
-            "{}|{:?}|{:?}|{:?}|{}",
-            interpreter.sys_executable().display(),
+            "{:?}|{:?}|{}{}{}|{:?}|{:?}|{:?}|{}",
+            interpreter.markers(),
+            interpreter.platform(),
+            u8::from(interpreter.manylinux_compatible()),
+            u8::from(interpreter.gil_disabled()),
+            u8::from(interpreter.debug_enabled()),
             self.index_locations,
             self.build_options,
             self.index_strategy,
