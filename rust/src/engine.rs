@@ -436,6 +436,9 @@ impl Engine {
                 state.evict_snapshot();
                 evicted = true;
             }
+            if !keep.contains(key) && state.resolutions.forget_all() {
+                evicted = true;
+            }
         }
         evicted
     }

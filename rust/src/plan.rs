@@ -58,6 +58,13 @@ impl KeptResolutions {
         self.find(inputs).cloned()
     }
 
+    /// Forget every kept resolution (of an environment not used lately); whether there were any.
+    pub fn forget_all(&mut self) -> bool {
+        let any = !self.0.is_empty();
+        self.0.clear();
+        any
+    }
+
     /// The resolution kept for these inputs, if any, without copying it.
     pub fn find(&self, inputs: &str) -> Option<&KeptResolution> {
         self.0
