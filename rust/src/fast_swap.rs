@@ -76,15 +76,8 @@ pub fn swap(
     let (indexes, state) = engine.parts(key);
     let pages_key = state.asked.pages_key(memo, args)?;
     let generation = indexes.generation_of(&pages_key, policy.index_ttl)?;
-    // Held from before the environment is read, as the engine thread holds it.
-    let _lock = install::lock_environment_now(key, &state.env)?;
-    if let Some(journal) = &state.stash_journal
-        && stash::recover_locked(journal)
-    {
-        state.invalidate();
-        return None;
-    }
     let reuse = install::reuse_key_of(args, memo, generation, state)?;
+    // A stale snapshot is rebuilt here: the engine thread would need it too.
     state.site_packages().ok()?;
     let site = state.snapshot()?;
     let kept = state.resolutions.find(&reuse)?;
@@ -94,6 +87,16 @@ pub fn swap(
         return None;
     }
     if !args.break_system_packages && install::check_externally_managed(&state.env).is_err() {
+        return None;
+    }
+    // Held, as on the engine thread, while the stash's checks and renames run. A swap killed
+    // while another process held the lock is undone first, and the call goes to the engine
+    // thread, which reads the environment again.
+    let _lock = install::lock_environment_now(key, &state.env)?;
+    if let Some(journal) = &state.stash_journal
+        && stash::recover_locked(journal)
+    {
+        state.invalidate();
         return None;
     }
     profile.mark("swap-kept");
