@@ -19,7 +19,7 @@ use crate::engine::{Engine, EnvKey};
 use crate::install::{self, CallPolicy, InstallReply};
 use crate::profile::Profile;
 use crate::stages::{self, Renamed};
-use crate::stash::{self, Stash};
+use crate::stash::{self, Stash, WheelKey};
 
 /// Which kept index pages recent requests read: by the request's memo key (`install::memo_key`),
 /// its arguments as parsed, the cache folder they chose and the key of the pages. A request
@@ -81,11 +81,17 @@ pub fn swap(
     state.site_packages().ok()?;
     let site = state.snapshot()?;
     let kept = state.resolutions.find(&reuse)?;
-    let plan = kept.plan.as_ref()?.plan_for(&kept.resolution, site)?;
-    if plan.cached.is_empty() && plan.reinstalls.is_empty() {
-        // Nothing to do: the engine thread remembers the request as satisfied.
+    let kept_plan = kept.plan.as_ref()?;
+    let link_mode = install::link_mode(args).ok()?;
+    let stash = Stash::open(state, key, &memory)?;
+    let in_stash =
+        |dist| WheelKey::of(dist, link_mode).is_some_and(|key| stash.has_entry_for(&key));
+    if kept_plan.cached().is_empty() || !kept_plan.cached().iter().all(in_stash) {
+        // Nothing to install (the engine thread remembers the request as satisfied), or a
+        // version not in the stash (uv's installer links it): both on the engine thread.
         return None;
     }
+    let plan = kept_plan.plan_for(&kept.resolution, site)?;
     if !args.break_system_packages && install::check_externally_managed(&state.env).is_err() {
         return None;
     }
@@ -100,8 +106,6 @@ pub fn swap(
         return None;
     }
     profile.mark("swap-kept");
-    let link_mode = install::link_mode(args).ok()?;
-    let stash = Stash::open(state, key, &memory)?;
     match stages::swap_by_renames(stash, plan, link_mode, state) {
         Renamed::Done { installed, removed } => {
             indexes.note_reuse();

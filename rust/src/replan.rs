@@ -83,6 +83,11 @@ impl KeptPlan {
         self.plan_for(inputs.resolution, inputs.site)
     }
 
+    /// The wheels the plan links from the cache.
+    pub fn cached(&self) -> &[CachedDist] {
+        &self.cached
+    }
+
     /// [`KeptPlan::plan`], from what its check reads: the resolution and uv's snapshot.
     pub fn plan_for(&self, resolution: &Resolution, site: &SitePackages) -> Option<Plan> {
         let holds = self.installed == installed_digest(resolution, site)

@@ -323,6 +323,22 @@ impl Stash {
         None
     }
 
+    /// Whether the stash has an entry for `key`'s wheel (not whether it is intact: see
+    /// [`Stash::find`]). Reads nothing but the stash's listing, and not that for an entry this
+    /// engine wrote.
+    pub fn has_entry_for(&self, key: &WheelKey) -> bool {
+        let own = Memory::lock(&self.memory)
+            .written
+            .iter()
+            .any(|(path, manifest)| path.parent() == Some(&self.dir) && manifest.key == *key);
+        own || {
+            let wanted = key.hash();
+            entries(&self.dir)
+                .iter()
+                .any(|entry| entry.key_hash == wanted)
+        }
+    }
+
     /// [`Stash::find`] among the entries of this stash whose manifests this engine keeps.
     fn find_own(&self, key: &WheelKey) -> Option<Found> {
         let (path, manifest) = {
