@@ -868,6 +868,23 @@ def ready_to_swap_here(install) -> None:
     install("1.0")
 
 
+def ready_venv(make_venv, world: World, name: str):
+    """A new environment where ``name``'s swaps are ready to be made here, and its install."""
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (name, version))  # noqa: E731
+    ready_to_swap_here(install)
+    return venv, install
+
+
+def assert_left_to_the_engine_thread(venv: Venv, make_venv, world: World, shape: Shape, before: int,
+                                     version: str = "1.0") -> None:
+    """No swap was made here since ``before``, and the environment equals uv's install of
+    ``version``, complete."""
+    assert swapped_here(venv.python) == before
+    assert_same(venv.root, uv_fresh(make_venv, world, "%s==%s" % (shape.name, version)).root)
+    assert assert_complete(venv, shape) == version
+
+
 def fast_swap_cases():
     cases = [pytest.param(shape_id, "hardlink", id=shape_id + "-hardlink") for shape_id in sorted(SHAPES)]
     return cases + [pytest.param("folder", mode, id="folder-" + mode) for mode in ("copy", "symlink")]
@@ -916,9 +933,7 @@ def test_a_target_swap_asked_again_is_made_here_and_equals_a_fresh_uv_install(ma
 
 
 def test_a_swap_asked_again_waits_for_the_environment_lock_as_uv_does(make_venv, world):
-    venv = make_venv()
-    install = lambda version: engine(venv.python, world.url, "%s==%s" % (MISC.name, version))  # noqa: E731
-    ready_to_swap_here(install)
+    venv, install = ready_venv(make_venv, world, MISC.name)
     before = swapped_here(venv.python)
     holder = open(os.path.join(venv.root, ".lock"), "a+")
     fcntl.flock(holder, fcntl.LOCK_EX)
@@ -935,43 +950,32 @@ def test_a_swap_asked_again_waits_for_the_environment_lock_as_uv_does(make_venv,
         holder.close()
     worker.join(30)
     assert outcome["result"].installed == ((MISC.name, "1.1"),)
-    assert swapped_here(venv.python) == before
-    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.1" % MISC.name).root)
+    assert_left_to_the_engine_thread(venv, make_venv, world, MISC, before, "1.1")
 
 
 def test_a_damaged_entry_is_not_restored_by_a_swap_asked_again(make_venv, world):
-    venv = make_venv()
-    install = lambda version: engine(venv.python, world.url, "%s==%s" % (TAMPER.name, version))  # noqa: E731
-    ready_to_swap_here(install)
+    venv, install = ready_venv(make_venv, world, TAMPER.name)
     install("1.1")  # made here: 1.0 goes to the stash
     before, (stashed, restored) = swapped_here(venv.python), counts(venv.python)
     _extra_file(_stashed_package_folder(venv.root, TAMPER))
 
     install("1.0")
     assert counts(venv.python) == (stashed + 1, restored)
-    assert swapped_here(venv.python) == before
-    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % TAMPER.name).root)
-    assert assert_complete(venv, TAMPER) == "1.0"
+    assert_left_to_the_engine_thread(venv, make_venv, world, TAMPER, before)
 
 
 def test_a_version_another_tool_installed_is_not_swapped_here(make_venv, world):
-    venv = make_venv()
-    install = lambda version: engine(venv.python, world.url, "%s==%s" % (SWITCH.name, version))  # noqa: E731
-    ready_to_swap_here(install)
+    venv, install = ready_venv(make_venv, world, SWITCH.name)
     before = swapped_here(venv.python)
     # The uv binary replaces 1.0 with its own 1.1; asked for 1.0, the engine sees a 1.1 it did not
     # install (not one it may stash) and leaves the swap to uv's uninstall and install.
     uv_binary(venv.python, world.url, "%s==1.1" % SWITCH.name)
     assert install("1.0").installed == ((SWITCH.name, "1.0"),)
-    assert swapped_here(venv.python) == before
-    assert_same(venv.root, uv_fresh(make_venv, world, "%s==1.0" % SWITCH.name).root)
-    assert assert_complete(venv, SWITCH) == "1.0"
+    assert_left_to_the_engine_thread(venv, make_venv, world, SWITCH, before)
 
 
 def test_expired_index_pages_leave_the_swap_to_the_engine_thread(make_venv, world):
-    venv = make_venv()
-    install = lambda version: engine(venv.python, world.url, "%s==%s" % (ALT.name, version))  # noqa: E731
-    ready_to_swap_here(install)
+    venv, install = ready_venv(make_venv, world, ALT.name)
     before = swapped_here(venv.python)
     ttl = policy.get_index_ttl()
     policy.set_index_ttl(0)
