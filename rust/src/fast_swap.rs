@@ -84,9 +84,13 @@ pub fn swap(
     let kept_plan = kept.plan.as_ref()?;
     let link_mode = install::link_mode(args).ok()?;
     let stash = Stash::open(state, key, &memory)?;
-    let in_stash =
-        |dist| WheelKey::of(dist, link_mode).is_some_and(|key| stash.has_entry_for(&key));
-    if kept_plan.cached().is_empty() || !kept_plan.cached().iter().all(in_stash) {
+    let keys: Vec<Option<WheelKey>> = kept_plan
+        .cached()
+        .iter()
+        .map(|dist| WheelKey::of(dist, link_mode))
+        .collect();
+    let in_stash = |key: &Option<WheelKey>| key.as_ref().is_some_and(|k| stash.has_entry_for(k));
+    if keys.is_empty() || !keys.iter().all(in_stash) {
         // Nothing to install (the engine thread remembers the request as satisfied), or a
         // version not in the stash (uv's installer links it): both on the engine thread.
         return None;
@@ -106,7 +110,7 @@ pub fn swap(
         return None;
     }
     profile.mark("swap-kept");
-    match stages::swap_by_renames(stash, plan, link_mode, state) {
+    match stages::swap_by_renames(stash, plan, keys, state) {
         Renamed::Done { installed, removed } => {
             indexes.note_reuse();
             state.counters.resolutions_reused += 1;

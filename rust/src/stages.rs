@@ -591,21 +591,16 @@ pub enum Renamed {
 
 /// Carry out `plan` with renames alone, when the stash can: every wheel to install is in it,
 /// intact, and every distribution replaced may go there. The same steps as [`apply`], for a
-/// swap made on the caller's thread (`fast_swap.rs`).
+/// swap made on the caller's thread (`fast_swap.rs`). `keys`: those of `plan.cached`, in order.
 pub fn swap_by_renames(
     mut stash: Stash,
     plan: Plan,
-    link_mode: LinkMode,
+    keys: Vec<Option<WheelKey>>,
     state: &mut EnvState,
 ) -> Renamed {
-    if !plan.remote.is_empty() {
+    if !plan.remote.is_empty() || keys.len() != plan.cached.len() {
         return Renamed::Untouched;
     }
-    let keys: Vec<Option<WheelKey>> = plan
-        .cached
-        .iter()
-        .map(|dist| WheelKey::of(dist, link_mode))
-        .collect();
     let replaced: Vec<(InstalledDist, Option<Installed>)> = plan
         .reinstalls
         .into_iter()

@@ -327,10 +327,9 @@ impl Stash {
     /// [`Stash::find`]). Reads nothing but the stash's listing, and not that for an entry this
     /// engine wrote.
     pub fn has_entry_for(&self, key: &WheelKey) -> bool {
-        let own = Memory::lock(&self.memory)
-            .written
-            .iter()
-            .any(|(path, manifest)| path.parent() == Some(&self.dir) && manifest.key == *key);
+        let own = self
+            .own_manifest(&Memory::lock(&self.memory), key)
+            .is_some();
         own || {
             let wanted = key.hash();
             entries(&self.dir)
@@ -343,11 +342,7 @@ impl Stash {
     fn find_own(&self, key: &WheelKey) -> Option<Found> {
         let (path, manifest) = {
             let mut memory = Memory::lock(&self.memory);
-            let path = memory
-                .written
-                .iter()
-                .find(|(path, manifest)| path.parent() == Some(&self.dir) && manifest.key == *key)
-                .map(|(path, _)| path.clone())?;
+            let path = self.own_manifest(&memory, key)?.clone();
             memory.written.remove_entry(&path)?
         };
         let entry = Entry::parse(&path.file_name()?.to_string_lossy())?;
@@ -356,6 +351,16 @@ impl Stash {
         }
         discard(&self.dir, &entry, &manifest);
         None
+    }
+
+    /// The path of the manifest of an entry of this stash for `key`'s wheel, among those this
+    /// engine keeps.
+    fn own_manifest<'m>(&self, memory: &'m Memory, key: &WheelKey) -> Option<&'m PathBuf> {
+        memory
+            .written
+            .iter()
+            .find(|(path, manifest)| path.parent() == Some(&self.dir) && manifest.key == *key)
+            .map(|(path, _)| path)
     }
 
     /// Whether `dist` may be stashed: its top-level paths are the ones the engine installed
