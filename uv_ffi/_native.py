@@ -29,6 +29,21 @@ def _open():
 lib = _open()
 
 
+if sys.implementation.name == "cpython":
+    _scan = json.JSONDecoder().raw_decode
+
+    def _loads(reply: bytes) -> Any:
+        """The reply's value. CPython's ``json.loads`` of bytes first detects the encoding and
+        matches whitespace with two regular expressions: on cold CPU caches that costs a call
+        about 20 us, more than scanning the reply. The library's replies are UTF-8 JSON with
+        nothing around the value, so the scanner is called directly."""
+        return _scan(reply.decode("utf-8"))[0]
+
+else:
+    # PyPy's `json.loads` has its own fast decoder, which `raw_decode` would bypass.
+    _loads = json.loads
+
+
 def call(function: str, payload: Any) -> Any:
     """Call ``uv_ffi_<function>`` with a JSON payload and return the reply's value.
 
@@ -44,7 +59,7 @@ def call_json(function: str, request: bytes) -> Any:
         text = ffi.string(pointer)
     finally:
         lib.uv_ffi_string_free(pointer)
-    reply = json.loads(text)
+    reply = _loads(text)
     if reply["ok"]:
         return reply["value"]
     raise errors.from_reply(reply["error"])
