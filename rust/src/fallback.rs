@@ -47,7 +47,9 @@ pub fn run(engine: &mut Engine, runtime: &Runtime, call: UvCall, cwd: &Path) -> 
             )
             .ok()
     });
-    let before = key.as_ref().and_then(|key| engine.parts(key).1.view().ok());
+    let before = key
+        .as_ref()
+        .and_then(|key| Snapshot::of(engine.parts(key).1));
     let read_only = is_read_only(&call.cli);
     let cli = with_compile_command(with_project_dir(*call.cli, cwd), &call.argv);
     let (exit_code, printed) = run_uv(runtime, cli)?;
@@ -55,8 +57,8 @@ pub fn run(engine: &mut Engine, runtime: &Runtime, call: UvCall, cwd: &Path) -> 
         engine.forget_everything_on_disk();
     }
     let (installed, removed) = match (&key, before) {
-        (Some(key), Some(before)) => match engine.environment_again(key) {
-            Some(state) => diff(&before, &state.view().unwrap_or_default()),
+        (Some(key), Some(before)) => match engine.environment_again(key).and_then(Snapshot::of) {
+            Some(after) => diff(&before, &after),
             None => (Vec::new(), Vec::new()),
         },
         _ => (Vec::new(), Vec::new()),
@@ -254,21 +256,40 @@ fn is_read_only(cli: &Cli) -> bool {
     }
 }
 
-/// The changelog between two views: what is new or at another version, and what went away or
-/// was replaced.
-fn diff(before: &[Pair], after: &[Pair]) -> (Vec<Pair>, Vec<Pair>) {
-    let versions = |pairs: &[(String, String)]| -> BTreeMap<String, String> {
-        pairs.iter().cloned().collect()
+/// An environment's distributions, and the identity of each one's `.dist-info` folder (inode
+/// and modification time): a reinstall at the same version makes a new folder.
+struct Snapshot {
+    pairs: Vec<Pair>,
+    folders: BTreeMap<String, (u64, i128)>,
+}
+
+impl Snapshot {
+    fn of(state: &mut crate::environment::EnvState) -> Option<Self> {
+        let pairs = state.view().ok()?;
+        let folders = crate::environment::installed_on_disk(&state.site_dirs()).inodes;
+        Some(Self { pairs, folders })
+    }
+}
+
+/// The changelog between two snapshots, as uv prints it: what is new, at another version or
+/// reinstalled (`+`, `~`), and what went away, was replaced or reinstalled (`-`, `~`).
+fn diff(before: &Snapshot, after: &Snapshot) -> (Vec<Pair>, Vec<Pair>) {
+    let versions = |pairs: &[Pair]| -> BTreeMap<String, String> { pairs.iter().cloned().collect() };
+    let (old, new) = (versions(&before.pairs), versions(&after.pairs));
+    let reinstalled = |name: &String| {
+        let folder = before.folders.get(name);
+        folder.is_some() && folder != after.folders.get(name)
     };
-    let (old, new) = (versions(before), versions(after));
     let installed = after
+        .pairs
         .iter()
-        .filter(|(name, version)| old.get(name) != Some(version))
+        .filter(|(name, version)| old.get(name) != Some(version) || reinstalled(name))
         .cloned()
         .collect();
     let removed = before
+        .pairs
         .iter()
-        .filter(|(name, version)| new.get(name) != Some(version))
+        .filter(|(name, version)| new.get(name) != Some(version) || reinstalled(name))
         .cloned()
         .collect();
     (installed, removed)
@@ -301,12 +322,32 @@ mod tests {
         );
     }
 
+    fn snapshot(items: &[(&str, &str, u64)]) -> super::Snapshot {
+        let names: Vec<(&str, &str)> = items.iter().map(|(n, v, _)| (*n, *v)).collect();
+        super::Snapshot {
+            pairs: pairs(&names),
+            folders: items
+                .iter()
+                .map(|(n, _, inode)| (n.to_string(), (*inode, 0)))
+                .collect(),
+        }
+    }
+
     #[test]
     fn a_swap_is_one_install_and_one_removal() {
-        let before = pairs(&[("a", "1"), ("b", "1")]);
-        let after = pairs(&[("a", "2"), ("b", "1"), ("c", "1")]);
+        let before = snapshot(&[("a", "1", 1), ("b", "1", 2)]);
+        let after = snapshot(&[("a", "2", 3), ("b", "1", 2), ("c", "1", 4)]);
         let (installed, removed) = diff(&before, &after);
         assert_eq!(installed, pairs(&[("a", "2"), ("c", "1")]));
+        assert_eq!(removed, pairs(&[("a", "1")]));
+    }
+
+    #[test]
+    fn a_reinstall_at_the_same_version_is_both() {
+        let before = snapshot(&[("a", "1", 1), ("b", "1", 2)]);
+        let after = snapshot(&[("a", "1", 5), ("b", "1", 2)]);
+        let (installed, removed) = diff(&before, &after);
+        assert_eq!(installed, pairs(&[("a", "1")]));
         assert_eq!(removed, pairs(&[("a", "1")]));
     }
 }
