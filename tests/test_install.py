@@ -214,3 +214,35 @@ def test_uninstall_through_the_engine(venv, index, tmp_path):
     assert uv_ffi.get_site_packages_cache(python=venv.python) == []
     code, _, _, error = uv_ffi.run("pip uninstall --python %s --no-deps alpha" % venv.python)
     assert code == 2 and "--no-deps" in error
+
+
+def test_a_config_file_that_appears_between_calls_applies_to_the_next_one(venv, index, tmp_path, monkeypatch):
+    """The engine watches where uv's configuration may come from rather than checking every
+    file on every call: a uv.toml written in a parent of the working folder after a warm call
+    still applies to the very next call, as it would to a ``uv`` started then."""
+    work = tmp_path / "project" / "src"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    uv_ffi.install(cmd(venv, index, "alpha==1.0"))
+    assert uv_ffi.install(cmd(venv, index, "alpha==1.0")).engine == "warm"
+    dist_info = os.path.join(venv.site_packages, "alpha-1.0.dist-info")
+
+    def identity():
+        # A folder made again may reuse the inode number: its modification time tells them apart.
+        info = os.stat(dist_info)
+        return info.st_ino, info.st_mtime_ns
+
+    before = identity()
+
+    (tmp_path / "project" / "uv.toml").write_text("[pip]\nreinstall = true\n")
+    result = uv_ffi.install(cmd(venv, index, "alpha==1.0"))
+    # uv reads the file and reinstalls: a new .dist-info folder, left as uv leaves it.
+    assert result.engine == "uv"
+    assert (result.installed, result.removed) == ((("alpha", "1.0"),), (("alpha", "1.0"),))
+    reinstalled = identity()
+    assert reinstalled != before and venv.metadata_version("alpha") == "1.0"
+
+    (tmp_path / "project" / "uv.toml").unlink()
+    result = uv_ffi.install(cmd(venv, index, "alpha==1.0"))
+    assert result.engine == "warm" and result.satisfied
+    assert identity() == reinstalled

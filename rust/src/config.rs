@@ -4,8 +4,10 @@
 //! or its nearest ancestor that has one, plus the user's and the system's `uv.toml`
 //! (`uv_settings::FilesystemOptions::{find, user, system}`). The warm engine does not apply
 //! settings from those files itself: a call they apply to runs through uv's own command line.
-//! The answer is kept per directory with the `stat` of every file uv would look at, so a warm
-//! call costs a few `stat`s and the files are read again only when one of them changed.
+//! The answer is kept per directory with the `stat` of every file uv would look at, and the files
+//! are read again only when one of them changed. On Linux the paths of those files are watched
+//! (`config_watch.rs`), so a warm call whose answer is watched asks the kernel once instead of
+//! `stat`ing every file.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -35,16 +37,22 @@ impl FileStamp {
     }
 }
 
-#[derive(Debug)]
 struct Answer {
     stamps: Vec<FileStamp>,
     applies: bool,
+    /// Every path of the stamps is watched and nothing that matters changed since the stamps
+    /// were last compared: the answer holds without comparing them.
+    watched: bool,
+    /// A path of the stamps cannot be watched: they are compared on every call.
+    unwatchable: bool,
 }
 
 /// Remembered answers, by working directory.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ConfigProbe {
     answers: HashMap<PathBuf, Answer>,
+    #[cfg(target_os = "linux")]
+    watch: Option<crate::config_watch::ConfigWatch>,
 }
 
 impl ConfigProbe {
@@ -52,19 +60,80 @@ impl ConfigProbe {
     /// command run in `cwd`. An unreadable or invalid file counts as applying, so that uv's
     /// own command line reports it exactly as uv would.
     pub fn applies(&mut self, cwd: &Path) -> bool {
+        if !self.nothing_changed() {
+            for answer in self.answers.values_mut() {
+                answer.watched = false;
+            }
+        }
         if let Some(answer) = self.answers.get(cwd)
+            && answer.watched
+        {
+            return answer.applies;
+        }
+        if let Some(answer) = self.answers.get(cwd)
+            && answer.unwatchable
             && answer.stamps.iter().all(FileStamp::unchanged)
         {
             return answer.applies;
         }
-        let stamps: Vec<FileStamp> = candidates(cwd).into_iter().map(FileStamp::read).collect();
+        // Watched from before the comparison: a change during it is an event next time.
+        let candidates = candidates(cwd);
+        let watched = self.watch_paths(&candidates);
+        if let Some(answer) = self.answers.get_mut(cwd)
+            && answer.stamps.iter().all(FileStamp::unchanged)
+        {
+            answer.watched = watched;
+            answer.unwatchable = !watched;
+            return answer.applies;
+        }
+        let stamps: Vec<FileStamp> = candidates.into_iter().map(FileStamp::read).collect();
         let applies = stamps.iter().any(|stamp| stamp.seen.is_some()) && settings_found(cwd);
         if self.answers.len() > 64 {
             self.answers.clear();
         }
-        self.answers
-            .insert(cwd.to_path_buf(), Answer { stamps, applies });
+        let answer = Answer {
+            stamps,
+            applies,
+            watched,
+            unwatchable: !watched,
+        };
+        self.answers.insert(cwd.to_path_buf(), answer);
         applies
+    }
+
+    /// Whether no watched path changed since the last call (`false` without watches).
+    #[cfg(target_os = "linux")]
+    fn nothing_changed(&mut self) -> bool {
+        match &mut self.watch {
+            Some(watch) if watch.is_own() => watch.quiet(),
+            _ => false,
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn nothing_changed(&mut self) -> bool {
+        false
+    }
+
+    /// Watch every path a change to one of `files` may come through; `false` if one cannot be.
+    #[cfg(target_os = "linux")]
+    fn watch_paths(&mut self, files: &[PathBuf]) -> bool {
+        if !self.watch.as_ref().is_some_and(|watch| watch.is_own()) {
+            // First use, or inherited through a fork: the parent's queue is not ours to read.
+            self.watch = crate::config_watch::ConfigWatch::new();
+            for answer in self.answers.values_mut() {
+                answer.watched = false;
+            }
+        }
+        let Some(watch) = self.watch.as_mut() else {
+            return false;
+        };
+        files.iter().all(|file| watch.watch_path(file))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn watch_paths(&mut self, _files: &[PathBuf]) -> bool {
+        false
     }
 }
 
@@ -137,6 +206,74 @@ mod tests {
         assert!(probe.applies(dir.path()));
         std::fs::remove_file(dir.path().join("uv.toml")).unwrap();
         assert_eq!(probe.applies(dir.path()), before);
+    }
+
+    #[cfg(target_os = "linux")]
+    fn watched(probe: &ConfigProbe, cwd: &Path) -> bool {
+        probe.answers.get(cwd).is_some_and(|answer| answer.watched)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_watched_answer_notices_a_file_edited_through_another_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path().join("project");
+        std::fs::create_dir(&cwd).unwrap();
+        std::fs::write(cwd.join("pyproject.toml"), "[project]\nname = \"x\"\n").unwrap();
+        let mut probe = ConfigProbe::default();
+        let before = probe.applies(&cwd);
+        assert!(
+            watched(&probe, &cwd),
+            "a temporary folder on a local disk is watched"
+        );
+        assert_eq!(probe.applies(&cwd), before);
+        // Written through a hard link elsewhere: no event in the watched folder itself.
+        let other = dir.path().join("elsewhere.toml");
+        std::fs::hard_link(cwd.join("pyproject.toml"), &other).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&other)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"[tool.uv]\nindex-url = \"http://x/\"\n").unwrap();
+        drop(file);
+        assert!(probe.applies(&cwd));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_watched_answer_notices_its_folder_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path().join("project");
+        std::fs::create_dir(&cwd).unwrap();
+        let mut probe = ConfigProbe::default();
+        let before = probe.applies(&cwd);
+        probe.applies(&cwd);
+        assert!(watched(&probe, &cwd));
+        // Another folder takes the path: it has a uv.toml the watched one never had.
+        let replacement = dir.path().join("replacement");
+        std::fs::create_dir(&replacement).unwrap();
+        std::fs::write(
+            replacement.join("uv.toml"),
+            "[pip]\nindex-url = \"http://x/\"\n",
+        )
+        .unwrap();
+        std::fs::rename(&cwd, dir.path().join("old")).unwrap();
+        std::fs::rename(&replacement, &cwd).unwrap();
+        assert!(probe.applies(&cwd));
+        std::fs::remove_file(cwd.join("uv.toml")).unwrap();
+        assert_eq!(probe.applies(&cwd), before);
+        assert!(watched(&probe, &cwd), "watched again once compared");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn other_names_in_a_watched_folder_keep_the_answer_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut probe = ConfigProbe::default();
+        probe.applies(dir.path());
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        probe.applies(dir.path());
+        assert!(watched(&probe, dir.path()));
     }
 
     #[test]

@@ -6,6 +6,8 @@ mod archives;
 mod capture;
 mod command;
 mod config;
+#[cfg(target_os = "linux")]
+mod config_watch;
 mod engine;
 mod environment;
 mod error;

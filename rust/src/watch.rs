@@ -196,7 +196,7 @@ const WATCHED_EVENTS: u32 = libc::IN_MODIFY
 
 #[cfg(target_os = "linux")]
 /// Read the pending events as (watch, mask, name) until none is left.
-fn read_events(fd: &std::os::fd::OwnedFd, events: &mut Vec<(i32, u32, Vec<u8>)>) {
+pub(crate) fn read_events(fd: &std::os::fd::OwnedFd, events: &mut Vec<(i32, u32, Vec<u8>)>) {
     use std::os::fd::AsRawFd;
     const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
     // On the stack: this runs on every swap, and almost always finds nothing pending.
