@@ -77,9 +77,6 @@ pub fn swap(
     let pages_key = state.asked.pages_key(memo, args)?;
     let generation = indexes.generation_of(&pages_key, policy.index_ttl)?;
     let reuse = install::reuse_key_of(args, memo, generation, state)?;
-    // A stale snapshot is rebuilt here: the engine thread would need it too.
-    state.site_packages().ok()?;
-    let site = state.snapshot()?;
     let kept = state.resolutions.find(&reuse)?;
     let kept_plan = kept.plan.as_ref()?;
     let link_mode = install::link_mode(args).ok()?;
@@ -95,7 +92,12 @@ pub fn swap(
         // version not in the stash (uv's installer links it): both on the engine thread.
         return None;
     }
-    let plan = kept_plan.plan_for(&kept.resolution, site)?;
+    // Only now is a stale snapshot rebuilt (here, as the engine thread would): a version not in
+    // the stash leaves it to the engine thread without this thread reading the folders.
+    state.site_packages().ok()?;
+    let kept = state.resolutions.find(&reuse)?;
+    let kept_plan = kept.plan.as_ref()?;
+    let plan = kept_plan.plan_for(&kept.resolution, state.snapshot()?)?;
     if !args.break_system_packages && install::check_externally_managed(&state.env).is_err() {
         return None;
     }
