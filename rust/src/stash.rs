@@ -413,7 +413,8 @@ impl Stash {
             .iter()
             .map(|item| (site.join(&item.original), self.dir.join(&item.stashed)))
             .collect();
-        self.rename_all(&moves).ok()?;
+        self.rename_all(&moves, |from, to| std::fs::rename(from, to))
+            .ok()?;
         // uv's uninstall removes `__pycache__`, and a fresh install has none.
         for folder in bytecode {
             if let Some(path) = stashed_path(&self.dir, &items, folder) {
@@ -467,22 +468,16 @@ impl Stash {
             .iter()
             .map(|item| (self.dir.join(&item.stashed), self.site.join(&item.original)))
             .collect();
-        if moves.iter().any(|(_, to)| to.symlink_metadata().is_ok()) {
-            // Its manifest may already hold another entry's: then its files are of no use.
-            if !self.dir.join(entry.manifest_name()).exists() {
+        if let Err(err) = self.rename_all(&moves, put_back) {
+            // A path taken (by another tool's install): nothing moved. Its manifest may already
+            // hold another entry's: then its files are of no use.
+            if err.kind() == std::io::ErrorKind::AlreadyExists
+                && !self.dir.join(entry.manifest_name()).exists()
+            {
                 discard(&self.dir, &entry, &manifest);
             }
             return None;
         }
-        for (_, to) in &moves {
-            if let Some(parent) = to.parent()
-                && !parent.is_dir()
-                && std::fs::create_dir_all(parent).is_err()
-            {
-                return None;
-            }
-        }
-        self.rename_all(&moves).ok()?;
         let _ = std::fs::remove_file(self.dir.join(entry.manifest_name()));
         let stamps = restamp(manifest.files, &manifest.items, |item| {
             self.site.join(&item.original)
@@ -517,10 +512,16 @@ impl Stash {
         }
     }
 
-    fn rename_all(&mut self, moves: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
+    /// Journal `moves`, then make each with `rename`; on a failure, put back what this batch
+    /// moved and return the error.
+    fn rename_all(
+        &mut self,
+        moves: &[(PathBuf, PathBuf)],
+        rename: impl Fn(&Path, &Path) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         self.write_journal(moves)?;
         for (done, (from, to)) in moves.iter().enumerate() {
-            if let Err(err) = std::fs::rename(from, to) {
+            if let Err(err) = rename(from, to) {
                 // Put back what this batch moved; the environment is as it was.
                 for (from, to) in moves[..done].iter().rev() {
                     let _ = std::fs::rename(to, from);
@@ -971,6 +972,63 @@ fn overwrite(path: &Path, text: &[u8]) -> std::io::Result<()> {
         file.set_len(length)?;
     }
     Ok(())
+}
+
+/// Bring a stashed path back to `to`, which must not exist (`AlreadyExists` then, and nothing
+/// moved), making `to`'s folder first where it is missing (a script's `bin`). One system call
+/// in the usual case, where a check before the rename took one more per path, and left a moment
+/// in which another tool's file could appear and be replaced.
+fn put_back(from: &Path, to: &Path) -> std::io::Result<()> {
+    match rename_no_replace(from, to) {
+        Err(err)
+            if err.kind() == std::io::ErrorKind::NotFound && from.symlink_metadata().is_ok() =>
+        {
+            let parent = to.parent().ok_or(err)?;
+            std::fs::create_dir_all(parent)?;
+            rename_no_replace(from, to)
+        }
+        other => other,
+    }
+}
+
+/// `rename`, failing with `AlreadyExists` instead of replacing an existing `to`.
+#[cfg(target_os = "linux")]
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    let path =
+        |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other);
+    let (c_from, c_to) = (path(from)?, path(to)?);
+    // SAFETY: two NUL-terminated paths that outlive the call.
+    let result = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            c_from.as_ptr(),
+            libc::AT_FDCWD,
+            c_to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if result == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        // A filesystem (or kernel) without the flag: check, then rename.
+        Some(libc::EINVAL | libc::ENOSYS) => rename_after_check(from, to),
+        _ => Err(err),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    rename_after_check(from, to)
+}
+
+fn rename_after_check(from: &Path, to: &Path) -> std::io::Result<()> {
+    if to.symlink_metadata().is_ok() {
+        return Err(std::io::ErrorKind::AlreadyExists.into());
+    }
+    std::fs::rename(from, to)
 }
 
 /// An intact entry holding the wheel asked for.
