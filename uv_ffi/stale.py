@@ -33,15 +33,23 @@ def _identity(path: str) -> Optional[Tuple[int, int]]:
     return info.st_dev, info.st_ino
 
 
+#: The folder this process's own environment was in when first asked: the one its imports come
+#: from, even if a new environment is later made at the same path.
+_own_prefix: Optional[Tuple[int, int]] = None
+
+
 def _runs_here(environment: Optional[str], target: Optional[str]) -> bool:
     """Whether the call acted on this process's environment, or on a folder on its sys.path."""
+    global _own_prefix
     if target is not None:
         folder = _identity(target)
         return folder is not None and any(_identity(p) == folder for p in sys.path if p)
     if environment is None:
         return False
+    if _own_prefix is None:
+        _own_prefix = _identity(sys.prefix)
     here = _identity(environment)
-    return here is not None and here == _identity(sys.prefix)
+    return here is not None and here == _own_prefix
 
 
 def _top_level_names(name: str) -> Set[str]:
