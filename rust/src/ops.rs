@@ -881,7 +881,7 @@ pub fn stash_clear(request: StashRequest) -> Result<StashReply> {
             });
         };
         Ok(StashReply {
-            cleared: crate::stash::clear(&root),
+            cleared: crate::stash::clear(&root, &engine.stash_memory()),
             folder: Some(root.join(crate::stash::STASH_DIR)),
         })
     })

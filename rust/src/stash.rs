@@ -1205,13 +1205,17 @@ fn prune(dir: &Path) {
 }
 
 /// Empty the stash of an environment root (a venv or a `--target` folder).
-pub fn clear(root: &Path) -> bool {
+pub fn clear(root: &Path, memory: &Mutex<Memory>) -> bool {
     let dir = root.join(STASH_DIR);
     let existed = dir.is_dir();
     if existed {
         recover(&dir);
         let _ = std::fs::remove_dir_all(&dir);
     }
+    // The manifests kept of its entries go with them.
+    Memory::lock(memory)
+        .written
+        .retain(|path, _| path.parent() != Some(dir.as_path()));
     existed
 }
 
@@ -1240,5 +1244,45 @@ fn pause_for_tests() {
     });
     if let Some(ms) = pause {
         std::thread::sleep(std::time::Duration::from_millis(*ms));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            key: WheelKey {
+                filename: "a-1-py3-none-any.whl".to_string(),
+                archive: PathBuf::from("archive"),
+                hashes: String::new(),
+                cache_info: String::new(),
+                link_mode: "hardlink".to_string(),
+            },
+            name: "a".to_string(),
+            version: "1".to_string(),
+            items: Vec::new(),
+            files: Stamps::default(),
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn clearing_a_stash_forgets_the_manifests_kept_of_its_entries() {
+        let (root, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let memory = Mutex::new(Memory::default());
+        let ours = root.path().join(STASH_DIR).join("a~1~0.json");
+        let theirs = other.path().join(STASH_DIR).join("a~1~0.json");
+        std::fs::create_dir(root.path().join(STASH_DIR)).unwrap();
+        for path in [&ours, &theirs] {
+            Memory::lock(&memory)
+                .written
+                .insert(path.clone(), manifest());
+        }
+        assert!(clear(root.path(), &memory));
+        assert!(!root.path().join(STASH_DIR).exists());
+        let kept: Vec<PathBuf> = Memory::lock(&memory).written.keys().cloned().collect();
+        assert_eq!(kept, vec![theirs]);
     }
 }
