@@ -205,7 +205,7 @@ fn run_warm(
     argv: &[String],
     request: &RunRequest,
     cwd: &Path,
-    profile: Profile,
+    mut profile: Profile,
 ) -> Result<InstallReply> {
     let (args, uninstall): (&InstallArgs, bool) = match command {
         Command::PipInstall(args) => (args, false),
@@ -289,6 +289,8 @@ fn run_warm(
             (true, None) => policy.check = false,
             (false, None) => {}
         }
+        // What the answer here cost a call that goes on to the engine thread.
+        profile.mark("here");
     }
     let cwd = cwd.to_path_buf();
     // The engine thread needs its own copy; the already-satisfied answer above did not.
@@ -299,6 +301,8 @@ fn run_warm(
         .then(|| (command.clone(), argv.to_vec(), request.clone()));
     let progress = request.progress;
     let reply = with_engine(move |engine, runtime| {
+        // From the call's request to the engine thread taking it up.
+        profile.mark("hop");
         let call = WarmCall {
             args: &args,
             uninstall,
