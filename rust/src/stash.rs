@@ -195,6 +195,8 @@ pub struct Stash {
     journal: Option<std::fs::File>,
     /// Manifests of entries this swap brings back, to be written over (see the module comment).
     spares: Vec<PathBuf>,
+    /// Those written over so far: no longer under their old names.
+    spent: Vec<PathBuf>,
 }
 
 /// Whether stashing is on: it is unless `UV_FFI_STASH=0`.
@@ -281,6 +283,7 @@ impl Stash {
             atomic: false,
             journal: None,
             spares: Vec::new(),
+            spent: Vec::new(),
         })
     }
 
@@ -396,9 +399,6 @@ impl Stash {
         bytecode: &[String],
     ) -> Option<(String, String)> {
         let site = self.site.clone();
-        if !self.dir.is_dir() {
-            std::fs::create_dir(&self.dir).ok()?;
-        }
         let id = format!("{}-{}-{}", dist.name(), dist.version(), unique());
         let items: Vec<Item> = installed
             .items
@@ -442,6 +442,7 @@ impl Stash {
             bytes: manifest.bytes,
         };
         let spare = self.spares.pop();
+        self.spent.extend(spare.clone());
         let moved = (manifest.name.clone(), manifest.version.clone());
         if write_manifest(&self.dir, &entry, &manifest, spare).is_err() {
             // The distribution is out of the environment either way; without a manifest its
@@ -478,7 +479,10 @@ impl Stash {
             }
             return None;
         }
-        let _ = std::fs::remove_file(self.dir.join(entry.manifest_name()));
+        let manifest_path = self.dir.join(entry.manifest_name());
+        if !self.spent.contains(&manifest_path) {
+            let _ = std::fs::remove_file(manifest_path);
+        }
         let stamps = restamp(manifest.files, &manifest.items, |item| {
             self.site.join(&item.original)
         });
@@ -541,12 +545,23 @@ impl Stash {
         }
         let journal = match &mut self.journal {
             Some(journal) => journal,
-            None => self.journal.insert(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.join("journal"))?,
-            ),
+            None => {
+                let open = || {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(self.dir.join("journal"))
+                };
+                // The stash folder is made by the first swap that needs it.
+                let file = match open() {
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                        std::fs::create_dir(&self.dir)?;
+                        open()?
+                    }
+                    opened => opened?,
+                };
+                self.journal.insert(file)
+            }
         };
         journal.write_all(text.as_bytes())
     }
