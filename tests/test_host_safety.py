@@ -320,6 +320,38 @@ def test_uv_command_line_in_a_forked_child_is_a_clear_error(venv, index, tmp_pat
     assert result.engine == "uv" and "alpha" in result.stdout
 
 
+def test_a_forked_child_watches_the_configuration_files_itself(venv, index, tmp_path, monkeypatch):
+    """The engine learns of a new configuration file from change notifications, not by looking
+    at every file on every call; a forked child does not read its parent's notifications. A
+    uv.toml written in the child applies to the child's next call (there uv's command line, which
+    a forked child refuses), one removed stops applying; the parent, whose notifications the
+    child left alone, sees the file the child left behind."""
+    monkeypatch.chdir(tmp_path)
+    command = base(venv, index) + "alpha==1.0"
+    ok(command)
+    assert uv_ffi.install(command).engine == "warm"
+    config = tmp_path / "uv.toml"
+    report = str(tmp_path / "child.txt")
+
+    def work():
+        config.write_text("[pip]\nreinstall = true\n")
+        code, _, _, error = uv_ffi.run(command)
+        assert code == 2 and "forked" in error, error
+        config.unlink()
+        assert uv_ffi.install(command).engine == "warm"
+        config.write_text("[pip]\nreinstall = true\n")
+        assert uv_ffi.run(command)[0] == 2
+
+    pid = os.fork()
+    if pid == 0:
+        in_child(work, report)
+    assert child_outcome(pid, report) == ""
+    result = uv_ffi.install(command)
+    assert result.engine == "uv" and result.installed == (("alpha", "1.0"),)
+    config.unlink()
+    assert uv_ffi.install(command).engine == "warm"
+
+
 # --- 2. panics --------------------------------------------------------------------------------
 
 
