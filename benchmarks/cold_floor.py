@@ -6,8 +6,9 @@ Each figure is the median of N (default 30) single calls, each timed right after
 process (a Python that does nothing) ran, as ``compare.py`` times the first call after other
 tools: a plain Python function call, the cheapest call into the library through cffi
 (``uv_ffi_string_free(NULL)``), the smallest JSON-in / JSON-out call (``uv_ffi_info``),
-``json.loads`` of a no-op's reply, and then the warm no-op itself (``uv_ffi.install`` of a
-satisfied request), with the part of it spent inside the library.
+``json.loads`` of a no-op's reply and the facade's own decoding of it (``_native._loads``),
+and then the warm no-op itself (``uv_ffi.install`` of a satisfied request), with the part of it
+spent inside the library.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def main(rounds: int) -> int:
             "an empty call through cffi": cold_us(lambda: lib.uv_ffi_string_free(ffi.NULL), rounds),
             "the smallest JSON round trip (uv_ffi_info)": cold_us(info, rounds),
             "json.loads of a no-op's reply (%d bytes)" % len(reply): cold_us(lambda: json.loads(reply), rounds),
+            "the facade's decoding of that reply": cold_us(lambda: _native._loads(reply), rounds),
             "the warm no-op (uv_ffi.install)": cold_us(noop, rounds),
         }
     print("library: %s; medians of %d calls, each after another process ran" % (uv_ffi.library_path(), rounds))
