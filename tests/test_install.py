@@ -246,3 +246,21 @@ def test_a_config_file_that_appears_between_calls_applies_to_the_next_one(venv, 
     result = uv_ffi.install(cmd(venv, index, "alpha==1.0"))
     assert result.engine == "warm" and result.satisfied
     assert identity() == reinstalled
+
+
+def test_a_user_configuration_folder_chosen_between_calls_applies_to_the_next_one(venv, index, tmp_path, monkeypatch):
+    """uv finds the user's uv.toml through XDG_CONFIG_HOME (else HOME): a host that points it
+    at another folder between two calls gets that folder's file applied at once, as a ``uv``
+    started then would, and stops getting it when the variable is gone."""
+    monkeypatch.chdir(tmp_path)
+    uv_ffi.install(cmd(venv, index, "alpha==1.0"))
+    assert uv_ffi.install(cmd(venv, index, "alpha==1.0")).engine == "warm"
+    config_home = tmp_path / "config"
+    (config_home / "uv").mkdir(parents=True)
+    (config_home / "uv" / "uv.toml").write_text("[pip]\nreinstall = true\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    result = uv_ffi.install(cmd(venv, index, "alpha==1.0"))
+    assert result.engine == "uv"
+    assert (result.installed, result.removed) == ((("alpha", "1.0"),), (("alpha", "1.0"),))
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    assert uv_ffi.install(cmd(venv, index, "alpha==1.0")).engine == "warm"

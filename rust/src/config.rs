@@ -45,6 +45,8 @@ struct Answer {
     watched: bool,
     /// A path of the stamps cannot be watched: they are compared on every call.
     unwatchable: bool,
+    /// The variables that chose where the user's and the system's files are (see [`places`]).
+    places: Vec<Option<std::ffi::OsString>>,
 }
 
 /// Remembered answers, by working directory.
@@ -60,6 +62,15 @@ impl ConfigProbe {
     /// command run in `cwd`. An unreadable or invalid file counts as applying, so that uv's
     /// own command line reports it exactly as uv would.
     pub fn applies(&mut self, cwd: &Path) -> bool {
+        let places = places();
+        if self
+            .answers
+            .get(cwd)
+            .is_some_and(|answer| answer.places != places)
+        {
+            // The host pointed uv elsewhere for the user's or the system's files.
+            self.answers.remove(cwd);
+        }
         if !self.nothing_changed() {
             for answer in self.answers.values_mut() {
                 answer.watched = false;
@@ -96,6 +107,7 @@ impl ConfigProbe {
             applies,
             watched,
             unwatchable: !watched,
+            places,
         };
         self.answers.insert(cwd.to_path_buf(), answer);
         applies
@@ -164,6 +176,15 @@ fn settings_found(cwd: &Path) -> bool {
     found(FilesystemOptions::find(cwd))
         || found(FilesystemOptions::user())
         || found(FilesystemOptions::system())
+}
+
+/// The variables uv reads to find the user's configuration folder (`XDG_CONFIG_HOME`, else
+/// `HOME`) and the system's (`XDG_CONFIG_DIRS`): a change moves the files [`candidates`] names.
+fn places() -> Vec<Option<std::ffi::OsString>> {
+    ["XDG_CONFIG_HOME", "HOME", "XDG_CONFIG_DIRS"]
+        .into_iter()
+        .map(std::env::var_os)
+        .collect()
 }
 
 /// Every file whose appearance, change or removal may change the answer for `cwd`.
