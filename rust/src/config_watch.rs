@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
@@ -56,14 +56,8 @@ const MAX_WATCHES: usize = 256;
 impl ConfigWatch {
     /// A new, empty watch (`None` where `inotify` cannot be used).
     pub fn new() -> Option<Self> {
-        // SAFETY: no pointer is passed; a non-negative result is a descriptor we own.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return None;
-        }
         Some(Self {
-            // SAFETY: `fd` was just returned to us and is owned by nobody else.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: crate::watch::open_inotify()?,
             pid: std::process::id(),
             folders: HashMap::new(),
             files: HashSet::new(),
@@ -90,8 +84,8 @@ impl ConfigWatch {
                 quiet = false;
             } else if let Some(names) = self.folders.get(&wd) {
                 // An event without a name is about the watched folder itself.
-                let name = OsString::from(std::ffi::OsStr::from_bytes(&name));
-                quiet &= !(name.is_empty() || names.contains(&name));
+                let name = std::ffi::OsStr::from_bytes(&name);
+                quiet &= !(name.is_empty() || names.contains(name));
             }
         }
         quiet
@@ -132,10 +126,7 @@ impl ConfigWatch {
         if self.folders.len() + self.files.len() >= MAX_WATCHES || !changes_are_local(path) {
             return None;
         }
-        let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-        // SAFETY: a valid descriptor and a NUL-terminated path that outlives the call.
-        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), path.as_ptr(), events) };
-        (wd >= 0).then_some(wd)
+        crate::watch::add_watch(self.fd.as_raw_fd(), path, events)
     }
 }
 

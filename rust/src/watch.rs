@@ -157,27 +157,37 @@ impl Watches {
             return None;
         }
         let fd = self.fd()?;
-        let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-        // SAFETY: a valid descriptor and a NUL-terminated path that outlives the call.
-        let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), WATCHED_EVENTS) };
-        (wd >= 0).then_some(wd)
+        add_watch(fd, path, WATCHED_EVENTS)
     }
 
     #[cfg(target_os = "linux")]
     fn fd(&mut self) -> Option<std::os::fd::RawFd> {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::fd::AsRawFd;
         if self.fd.is_none() && !self.failed {
-            // SAFETY: no pointer is passed; a non-negative result is a descriptor we own.
-            let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-            if fd < 0 {
-                self.failed = true;
-            } else {
-                // SAFETY: `fd` was just returned to us and is owned by nobody else.
-                self.fd = Some(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
+            self.fd = open_inotify();
+            self.failed = self.fd.is_none();
         }
         self.fd.as_ref().map(AsRawFd::as_raw_fd)
     }
+}
+
+/// A new `inotify` descriptor (non-blocking, closed on `exec`), or `None` where there is none.
+#[cfg(target_os = "linux")]
+pub(crate) fn open_inotify() -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: no pointer is passed; a non-negative result is a descriptor we own.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    // SAFETY: `fd` was just returned to us and is owned by nobody else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Watch `path` for `events` through the `inotify` descriptor `fd`: the watch's number.
+#[cfg(target_os = "linux")]
+pub(crate) fn add_watch(fd: std::os::fd::RawFd, path: &Path, events: u32) -> Option<i32> {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: a valid descriptor and a NUL-terminated path that outlives the call.
+    let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), events) };
+    (wd >= 0).then_some(wd)
 }
 
 #[cfg(target_os = "linux")]
