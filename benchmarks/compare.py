@@ -115,12 +115,17 @@ def make_venv(path: str) -> str:
 # --- tools -----------------------------------------------------------------------------------
 
 
+WORKER_PREFIX = "UV_FFI_BENCH_WORKER_PREFIX"
+
+
 class Worker:
     """A long-lived process that imports ``uv_ffi`` and times calls in-process."""
 
     def __init__(self, python: str, env: Dict[str, str]) -> None:
+        # `link_order.py` runs the workers under valgrind to record which functions they run.
+        prefix = os.environ.get(WORKER_PREFIX, "").split()
         self.process = subprocess.Popen(
-            [python, os.path.join(HERE, "worker.py")],
+            prefix + [python, os.path.join(HERE, "worker.py")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, text=True,
         )
@@ -151,7 +156,7 @@ class Worker:
     def close(self) -> None:
         if self.process.stdin:
             self.process.stdin.close()
-        self.process.wait(timeout=30)
+        self.process.wait(timeout=300 if os.environ.get(WORKER_PREFIX) else 30)
 
 
 class Tool(abc.ABC):

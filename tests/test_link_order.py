@@ -1,0 +1,102 @@
+"""The library's layout: the link order file, the script that writes it, and the stripped build.
+
+``benchmarks/link_order.py`` records which of the library's functions a host session runs and
+``rust/build.rs`` asks LLD to lay them out first (see both). These tests check the script's
+reading of a linker map and of callgrind's profiles on small files of each format, the file
+it wrote, and that the library a host loads carries no symbol table.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import link_order  # noqa: E402
+
+# LLD's map: an output section, input sections (`file:(section)`), then their symbols.
+MAP = """\
+             VMA              LMA     Size Align Out     In      Symbol
+          f46fc0           f46fc0  1f4810c    64 .text
+          f46fc0           f46fc0       b9    16         /usr/lib/gcc/x86_64-linux-gnu/12/crtbeginS.o:(.text)
+          f46fc0           f46fc0        0     1                 deregister_tm_clones
+          f47080           f47080      141    16         /t/uv_ffi.cgu.0.rcgu.o:(.text._RNvCs1_3foo5first)
+          f47080           f47080      141     1                 foo::first
+          f471d0           f471d0      10c    16         /t/uv_ffi.cgu.0.rcgu.o:(.text.unlikely._ZN3foo4coldE)
+          f471d0           f471d0      10c     1                 foo::cold
+          f472e0           f472e0      119    16         /t/libaws.a(x.o):(.text.aws_lc_sha256)
+          f47400           f47400        0    16         /t/uv_ffi.cgu.0.rcgu.o:(.text.empty)
+          2914e0           2914e0       10     4         /t/uv_ffi.cgu.0.rcgu.o:(.rodata._ZN3foo4dataE)
+"""
+
+# Callgrind with --dump-instr=yes --compress-strings=no --compress-pos=no: instruction addresses
+# are the object's own; other objects' lines do not count.
+PROFILE = """\
+positions: instr line
+events: Ir
+ob=/lib/libc.so.6
+fn=memcpy
+0xf47081 0 3
+ob={library}
+fn=0xf47080
+0xf47080 0 1
+0xf47100 0 1
+calls=1 0xf472e0
+0xf47104 0 9
+ob={library}
+fn=0xf472e0
+0xf472e5 0 2
+"""
+
+
+@pytest.fixture
+def link_map(tmp_path):
+    path = tmp_path / "uv_ffi.map"
+    path.write_text(MAP)
+    return link_order.LinkMap(str(path))
+
+
+def test_the_map_gives_each_code_section_its_symbol(link_map):
+    # Data sections, empty sections and the unnamed `.text` of a C start file are left out.
+    assert [name for _, _, name in link_map.sections] == [
+        "_RNvCs1_3foo5first", "_ZN3foo4coldE", "aws_lc_sha256"]
+    assert link_map.symbol_at(0xF47080) == "_RNvCs1_3foo5first"
+    assert link_map.symbol_at(0xF47080 + 0x140) == "_RNvCs1_3foo5first"
+    assert link_map.symbol_at(0xF47080 + 0x141) is None  # the padding after it
+    assert link_map.symbol_at(0xF471D0) == "_ZN3foo4coldE"
+    assert link_map.symbol_at(0x2914E0) is None
+
+
+def test_a_profile_names_the_functions_of_the_library_that_ran(tmp_path, link_map):
+    library = tmp_path / "libuv_ffi.so"
+    library.write_bytes(b"")
+    profile = tmp_path / "callgrind.1"
+    profile.write_text(PROFILE.format(library=library))
+    # memcpy's address falls in `first`'s range but belongs to libc: not counted.
+    ran = link_order.symbols_run(str(profile), str(library), link_map)
+    assert ran == {"_RNvCs1_3foo5first", "aws_lc_sha256"}
+
+
+def test_the_link_order_file_names_one_symbol_per_line():
+    with open(os.path.join(ROOT, "rust", "link-order.txt"), encoding="utf-8") as handle:
+        names = handle.read().splitlines()
+    assert len(names) > 1000
+    assert len(set(names)) == len(names)
+    assert all(name and name == name.strip() and " " not in name for name in names)
+    assert not any(name.startswith(".text") for name in names)
+    # The functions every call runs are in it: the C entry points.
+    assert "uv_ffi_run" in names
+
+
+def test_the_library_a_host_loads_carries_no_symbol_table():
+    import uv_ffi.paths
+
+    library = uv_ffi.paths.library_path()
+    sections = subprocess.run(["readelf", "-S", "-W", library], capture_output=True, text=True, check=True)
+    assert ".dynsym" in sections.stdout
+    assert ".symtab" not in sections.stdout
