@@ -198,6 +198,9 @@ pub struct EnvState {
     pub installed_wheels: std::collections::HashMap<(String, String), crate::stash::Installed>,
     /// The stash's journal, if this environment can have a stash (checked on every call).
     pub stash_journal: Option<PathBuf>,
+    /// The device of the site folder, once found to be the stash's too (two `stat`s a swap
+    /// saved); forgotten with the view, when a check sees the folders change.
+    pub stash_device: Option<u64>,
     /// A call used the stash: the engine tidies it when idle (`stash::tidy`).
     pub stash_untidy: bool,
     /// Which kept index pages recent requests read (`fast_swap.rs`).
@@ -225,6 +228,7 @@ impl EnvState {
             counters: ViewCounters::default(),
             installed_wheels: std::collections::HashMap::new(),
             stash_journal: None,
+            stash_device: None,
             stash_untidy: false,
             asked: Default::default(),
         })
@@ -321,6 +325,11 @@ impl EnvState {
             && listing.others == fingerprint.others
             && !recreated
         {
+            let replaced =
+                |(now, then): (&DirStamp, &DirStamp)| (now.dev, now.ino) != (then.dev, then.ino);
+            if stamps.iter().zip(&fingerprint.stamps).any(replaced) {
+                self.stash_device = None;
+            }
             self.fingerprint = Some(Fingerprint {
                 stamps,
                 taken_ns,
@@ -344,6 +353,7 @@ impl EnvState {
     /// Forget everything read from disk; the next use rescans.
     pub fn invalidate(&mut self) {
         self.installed_wheels.clear();
+        self.stash_device = None;
         self.site = None;
         self.view_known = false;
         self.fingerprint = None;

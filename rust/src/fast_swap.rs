@@ -77,10 +77,10 @@ pub fn swap(
     let pages_key = state.asked.pages_key(memo, args)?;
     let generation = indexes.generation_of(&pages_key, policy.index_ttl)?;
     let reuse = install::reuse_key_of(args, memo, generation, state)?;
-    let kept = state.resolutions.find(&reuse)?;
-    let kept_plan = kept.plan.as_ref()?;
     let link_mode = install::link_mode(args).ok()?;
     let stash = Stash::open(state, key, &memory)?;
+    let kept = state.resolutions.find(&reuse)?;
+    let kept_plan = kept.plan.as_ref()?;
     let keys: Vec<Option<WheelKey>> = kept_plan
         .cached()
         .iter()

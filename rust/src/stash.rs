@@ -263,16 +263,23 @@ impl Stash {
     /// The stash of `state`'s environment, on the same filesystem as its site folder (see
     /// [`root_of`]). An interrupted swap was undone when the call took the environment's lock
     /// (see [`recover_locked`]).
-    pub fn open(state: &EnvState, key: &EnvKey, memory: &Arc<Mutex<Memory>>) -> Option<Self> {
+    pub fn open(state: &mut EnvState, key: &EnvKey, memory: &Arc<Mutex<Memory>>) -> Option<Self> {
         if !enabled() {
             return None;
         }
         let root = root_of(key, state)?;
         let site = state.site_dirs().into_iter().next()?;
-        let dev = std::fs::metadata(&site).ok()?.dev();
-        if std::fs::metadata(&root).ok()?.dev() != dev {
-            return None;
-        }
+        let dev = match state.stash_device {
+            Some(dev) => dev,
+            None => {
+                let dev = std::fs::metadata(&site).ok()?.dev();
+                if std::fs::metadata(&root).ok()?.dev() != dev {
+                    return None;
+                }
+                state.stash_device = Some(dev);
+                dev
+            }
+        };
         // Made when something is first stashed: an environment no swap touched has none.
         let dir = root.join(STASH_DIR);
         Some(Self {
