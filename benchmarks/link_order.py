@@ -47,10 +47,13 @@ class LinkMap:
 
     def __init__(self, path: str) -> None:
         sections: List[Tuple[int, int, str]] = []
+        self.text_size = 0
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 # VMA LMA size align, then `file:(section)` for an input section.
                 words = line.split(None, 4)
+                if len(words) == 5 and words[4].strip() == ".text":
+                    self.text_size = int(words[2], 16)  # the output section
                 if len(words) < 5 or ":(.text." not in words[4]:
                     continue
                 section = words[4].rstrip().rsplit(":(", 1)[1].rstrip(")")

@@ -34,12 +34,18 @@ fn main() {
     if !links_with_rust_lld() {
         return;
     }
-    // Where each function landed, for `link_order.py`.
-    if let Some(map) = std::env::var_os("UV_FFI_LINK_MAP") {
-        println!(
-            "cargo:rustc-cdylib-link-arg=-Wl,-Map={}",
-            PathBuf::from(map).display()
-        );
+    // Where each function landed: for `link_order.py` (UV_FFI_LINK_MAP), and beside the library
+    // (`<target>/<profile>/libuv_ffi.map`) for the test that checks the file against the build.
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    let beside_library = out_dir
+        .ancestors()
+        .nth(3)
+        .map(|dir| dir.join("libuv_ffi.map"));
+    if let Some(map) = std::env::var_os("UV_FFI_LINK_MAP")
+        .map(PathBuf::from)
+        .or(beside_library)
+    {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-Map={}", map.display());
     }
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let order = manifest_dir.join(ORDER_FILE);

@@ -3,12 +3,14 @@
 ``benchmarks/link_order.py`` records which of the library's functions a host session runs and
 ``rust/build.rs`` asks LLD to lay them out first (see both). These tests check the script's
 reading of a linker map and of callgrind's profiles on small files of each format, the file
-it wrote, and that the library a host loads carries no symbol table.
+it wrote, that the shipped build laid out the functions it names first (the drift check), and
+that the library a host loads carries no symbol table.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -100,3 +102,45 @@ def test_the_library_a_host_loads_carries_no_symbol_table():
     sections = subprocess.run(["readelf", "-S", "-W", library], capture_output=True, text=True, check=True)
     assert ".dynsym" in sections.stdout
     assert ".symtab" not in sections.stdout
+
+
+def shipped_build_map() -> str:
+    """The linker's map of the shipped profile's last build (``build.rs`` writes it beside the
+    library, in ``$CARGO_TARGET_DIR/dist``: run the tests with the variable the build had)."""
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "rust", "target")
+    path = os.path.join(target, "dist", "libuv_ffi.map")
+    assert os.path.isfile(path), "no linker map of the shipped build at %s (CARGO_TARGET_DIR?)" % path
+    return path
+
+
+def text_size(library: str) -> int:
+    sections = subprocess.run(["readelf", "-S", "-W", library], capture_output=True, text=True, check=True)
+    for line in sections.stdout.splitlines():
+        words = line.replace("[ ", "[").split()
+        if len(words) > 5 and words[1] == ".text":
+            return int(words[5], 16)
+    raise AssertionError("no .text in %s" % library)
+
+
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and platform.machine() == "x86_64"),
+    reason="the link order is applied where rustc links with its own LLD: x86_64 Linux",
+)
+def test_the_shipped_build_lays_out_the_file_s_functions_first():
+    """Fails when the file no longer matches the build (after an upgrade of uv's crates or of
+    Rust): regenerate it with ``benchmarks/link_order.py``."""
+    import uv_ffi.paths
+
+    link_map = link_order.LinkMap(shipped_build_map())
+    # The map is the one of the library this package loads: the same amount of code.
+    assert link_map.text_size == text_size(uv_ffi.paths.library_path())
+    with open(os.path.join(ROOT, "rust", "link-order.txt"), encoding="utf-8") as handle:
+        names = handle.read().splitlines()
+    in_file = set(names)
+    in_build = {name for _, _, name in link_map.sections}
+    found = [name for name in names if name in in_build]
+    assert len(found) >= 0.95 * len(names), "%d of %d names are in the build" % (len(found), len(names))
+    # Every section of a function the file names comes before every other (a section may hold
+    # several of the names, and a name may be the one of several sections).
+    named = [i for i, (_, _, name) in enumerate(link_map.sections) if name in in_file]
+    assert named == list(range(len(named)))
