@@ -1,14 +1,13 @@
 """Write ``rust/link-order.txt``: the functions of the library that a host session runs.
 
-    UV_FFI_LINK_MAP=/tmp/uv_ffi.map python setup.py ...   # or, in rust/:
-    UV_FFI_LINK_MAP=/tmp/uv_ffi.map cargo build --profile dist
-    python benchmarks/link_order.py --map /tmp/uv_ffi.map [--library PATH] [--rounds 2]
-    cargo build --profile dist                             # linked in that order
+    cargo build --profile dist          # in rust/: the library and its linker map
+    python benchmarks/link_order.py [--library PATH] [--map PATH] [--rounds 2]
+    cargo build --profile dist          # linked in that order
 
 The benchmark's stages (``compare.py``, a few rounds, this engine and ``uv`` only, and the large
 resolution) and a session through the rest of uv's command line (``cli_session.py``) run with
 each process under valgrind's callgrind. Each instruction of the library that ran is looked up
-in the linker's map of that build (``UV_FFI_LINK_MAP`` asks ``rust/build.rs`` for one), and the
+in the linker's map of that build (``rust/build.rs`` writes it beside the library), and the
 function of every code section that ran in any process is written to the file, those run by
 the most processes first. ``build.rs`` hands the file to LLD's ``--symbol-ordering-file``, so
 that the code a host runs is laid out side by side and a process maps fewer of the library's
@@ -117,13 +116,13 @@ def symbols_run(profile: str, library: str, link_map: LinkMap) -> Set[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--map", required=True, help="the linker map of the library's build (UV_FFI_LINK_MAP)")
-    parser.add_argument("--library", default=default_library(), help="that build of the library")
+    parser.add_argument("--library", default=default_library(), help="a build of the library")
+    parser.add_argument("--map", help="that build's linker map (default: the one beside it)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each benchmark stage (default 2)")
     args = parser.parse_args()
-    link_map = LinkMap(args.map)
+    link_map = LinkMap(args.map or os.path.splitext(args.library)[0] + ".map")
     if not link_map.sections:
-        parser.error("%s holds no code sections" % args.map)
+        parser.error("the linker map of %s holds no code sections" % args.library)
     with tempfile.TemporaryDirectory(prefix="uv-ffi-order-") as out_dir:
         record(args.library, args.rounds, out_dir)
         used_by: Dict[str, int] = collections.Counter()

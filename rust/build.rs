@@ -19,7 +19,6 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     for variable in [
         "UV_FFI_NO_LINK_ORDER",
-        "UV_FFI_LINK_MAP",
         "CARGO_ENCODED_RUSTFLAGS",
         "RUSTC_LINKER",
     ] {
@@ -34,17 +33,11 @@ fn main() {
     if !links_with_rust_lld() {
         return;
     }
-    // Where each function landed: for `link_order.py` (UV_FFI_LINK_MAP), and beside the library
-    // (`<target>/<profile>/libuv_ffi.map`) for the test that checks the file against the build.
+    // Where each function landed, beside the library (`<target>/<profile>/libuv_ffi.map`): read
+    // by `link_order.py` and by the test that checks the file against the build.
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
-    let beside_library = out_dir
-        .ancestors()
-        .nth(3)
-        .map(|dir| dir.join("libuv_ffi.map"));
-    if let Some(map) = std::env::var_os("UV_FFI_LINK_MAP")
-        .map(PathBuf::from)
-        .or(beside_library)
-    {
+    if let Some(profile_dir) = out_dir.ancestors().nth(3) {
+        let map = profile_dir.join("libuv_ffi.map");
         println!("cargo:rustc-cdylib-link-arg=-Wl,-Map={}", map.display());
     }
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
