@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+from typing import Dict
 
 import pytest
 
@@ -95,13 +96,23 @@ def test_the_link_order_file_names_one_symbol_per_line():
     assert "uv_ffi_run" in names
 
 
+def section_sizes(library: str) -> Dict[str, int]:
+    """The library's ELF sections by name, as ``readelf -S`` lists them: their sizes."""
+    table = subprocess.run(["readelf", "-S", "-W", library], capture_output=True, text=True, check=True)
+    sizes = {}
+    for line in table.stdout.splitlines():
+        words = line.replace("[ ", "[").split()
+        if len(words) > 5 and words[0].startswith("[") and words[0][1:-1].isdigit():
+            sizes[words[1]] = int(words[5], 16)
+    return sizes
+
+
 def test_the_library_a_host_loads_carries_no_symbol_table():
     import uv_ffi.paths
 
-    library = uv_ffi.paths.library_path()
-    sections = subprocess.run(["readelf", "-S", "-W", library], capture_output=True, text=True, check=True)
-    assert ".dynsym" in sections.stdout
-    assert ".symtab" not in sections.stdout
+    sections = section_sizes(uv_ffi.paths.library_path())
+    assert ".dynsym" in sections
+    assert ".symtab" not in sections
 
 
 def shipped_build_map() -> str:
@@ -111,15 +122,6 @@ def shipped_build_map() -> str:
     path = os.path.join(target, "dist", "libuv_ffi.map")
     assert os.path.isfile(path), "no linker map of the shipped build at %s (CARGO_TARGET_DIR?)" % path
     return path
-
-
-def text_size(library: str) -> int:
-    sections = subprocess.run(["readelf", "-S", "-W", library], capture_output=True, text=True, check=True)
-    for line in sections.stdout.splitlines():
-        words = line.replace("[ ", "[").split()
-        if len(words) > 5 and words[1] == ".text":
-            return int(words[5], 16)
-    raise AssertionError("no .text in %s" % library)
 
 
 @pytest.mark.skipif(
@@ -133,7 +135,7 @@ def test_the_shipped_build_lays_out_the_file_s_functions_first():
 
     link_map = link_order.LinkMap(shipped_build_map())
     # The map is the one of the library this package loads: the same amount of code.
-    assert link_map.text_size == text_size(uv_ffi.paths.library_path())
+    assert link_map.text_size == section_sizes(uv_ffi.paths.library_path())[".text"]
     with open(os.path.join(ROOT, "rust", "link-order.txt"), encoding="utf-8") as handle:
         names = handle.read().splitlines()
     in_file = set(names)
