@@ -155,9 +155,22 @@ class RunResult:
 
     @classmethod
     def from_json(cls, value: dict) -> "RunResult":
+        kept = value.get(_KEPT_FIELDS)
+        if kept is not None:
+            # A reply seen before (see _call_run): its fields, but the call's own timings (read
+            # when first asked for) and stale modules.
+            return cls._make(dict(
+                kept,
+                _timings_text=value[_TIMINGS_TEXT],
+                stale_modules=value.get("stale_modules", ()),
+            ))
+        return cls._make(cls._fields_of(value))
+
+    @staticmethod
+    def _fields_of(value: dict) -> dict:
         # Every field, built in one dict: this runs on every call (see _records._make).
         plan, read = value["plan"], value.get("read")
-        return cls._make({
+        return {
             "installed": tuple((n, v) for n, v in value["installed"]),
             "removed": tuple((n, v) for n, v in value["removed"]),
             "environment": value["environment"],
@@ -173,8 +186,23 @@ class RunResult:
             "taken_over": value.get("taken_over", False),
             "stale_modules": value.get("stale_modules", ()),
             "read": None if read is None else ReadAnswer.from_json(read),
-        })
+        }
 
+
+class _TimingsOnRead:
+    """``timings_us`` of a result built from a kept reply: decoded from the reply's text when
+    first read (few callers read it, and decoding costs a call about 20 us when the CPU's caches
+    are cold). A result built otherwise holds the field itself, which takes precedence."""
+
+    def __get__(self, result: Optional[RunResult], owner: Any = None) -> Any:
+        if result is None:
+            return self
+        timings = tuple((phase, us) for phase, us in _native._loads(result.__dict__[_TIMINGS_TEXT]))
+        result.__dict__["timings_us"] = timings
+        return timings
+
+
+RunResult.timings_us = _TimingsOnRead()  # type: ignore[assignment]
 
 Command = Union[str, Sequence[str]]
 
@@ -219,6 +247,41 @@ def _request(cmd: Command, check: bool, cwd: Optional[str], plan: bool, progress
     return encoded
 
 
+#: Replies of recent calls, decoded, by their text up to the timings, the only part that differs
+#: between two answers to the same question (the library writes them last). A host repeats a
+#: few calls; decoding a reply and building its RunResult cost a call about 50 us when the CPU's
+#: caches are cold. Only plain warm replies are kept: no plan, progress or read answer.
+_REPLIES: dict = {}
+_TIMINGS = b',"timings_us":'
+#: The keys under which a kept reply's value carries its RunResult fields (timings and stale
+#: modules aside) and the text of the call's own timings.
+_KEPT_FIELDS = "_kept_fields"
+_TIMINGS_TEXT = "_timings_text"
+
+
+def _call_run(encoded: bytes) -> dict:
+    """``uv_ffi_run``'s reply value: a fresh dict, decoded or copied from a kept reply."""
+    text = _native.run_text(encoded)
+    cut = text.rfind(_TIMINGS)
+    head = text[:cut] if cut > 0 else None
+    kept = _REPLIES.get(head) if head is not None else None
+    if kept is not None:
+        value = dict(kept)
+        value[_TIMINGS_TEXT] = text[cut + len(_TIMINGS):-2]
+        return value
+    value = _native.value_of(text)
+    if head is not None and value["engine"] == "warm" and value["plan"] is None and value["progress"] is None:
+        if len(_REPLIES) >= 64:
+            _REPLIES.clear()
+        template = dict(value)
+        del template["timings_us"]
+        fields = RunResult._fields_of(value)
+        del fields["timings_us"], fields["stale_modules"]
+        template[_KEPT_FIELDS] = fields
+        _REPLIES[head] = template
+    return value
+
+
 def _run_value(cmd: Command, mode: Optional[str], cwd: Optional[str], on_plan=None,
                progress=None) -> dict:
     """Run a command and return the reply's value, applying the policy (checks, retries), the
@@ -228,9 +291,9 @@ def _run_value(cmd: Command, mode: Optional[str], cwd: Optional[str], on_plan=No
     cwd = os.fspath(cwd) if cwd is not None else None
     encoded = _request(cmd, policy.check_before_use(mode), cwd, decide is not None, progress is not None)
     if progress is None:
-        value = _native.call_json("run", encoded)
+        value = _call_run(encoded)
     else:
-        value = _progress.run_with_progress(lambda: _native.call_json("run", encoded), progress)
+        value = _progress.run_with_progress(lambda: _call_run(encoded), progress)
     if value["index_retried"]:
         # The engine retried with fresh index pages (a release published since they were kept).
         policy.bump("index_retries")

@@ -27,6 +27,7 @@ def _open():
 
 
 lib = _open()
+_run, _free, _string = lib.uv_ffi_run, lib.uv_ffi_string_free, ffi.string
 
 
 if sys.implementation.name == "cpython":
@@ -54,11 +55,29 @@ def call(function: str, payload: Any) -> Any:
 
 def call_json(function: str, request: bytes) -> Any:
     """Like :func:`call`, with the request already encoded (the hot path builds it directly)."""
-    pointer = getattr(lib, "uv_ffi_" + function)(request)
+    return value_of(call_text(function, request))
+
+
+def call_text(function: str, request: bytes) -> bytes:
+    """The reply of ``uv_ffi_<function>``, as text (the library's copy is freed)."""
+    return _text_of(getattr(lib, "uv_ffi_" + function)(request))
+
+
+def run_text(request: bytes) -> bytes:
+    """``call_text("run", request)``, for the path of every call: no name is built or looked up."""
+    return _text_of(_run(request))
+
+
+def _text_of(pointer: Any) -> bytes:
     try:
-        text = ffi.string(pointer)
+        return _string(pointer)
     finally:
-        lib.uv_ffi_string_free(pointer)
+        _free(pointer)
+
+
+def value_of(text: bytes) -> Any:
+    """The value of a reply; raises the mapped :class:`~uv_ffi.errors.UvFfiError` subclass for
+    an error reply."""
     reply = _loads(text)
     if reply["ok"]:
         return reply["value"]

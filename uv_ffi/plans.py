@@ -98,8 +98,8 @@ def chosen(on_plan: Optional[Callable[[Plan], Any]]) -> Optional[Callable[[Plan]
     receives a plain list, as upstream's does), else None (no plan asked for)."""
     if on_plan is not None:
         return on_plan
-    with _lock:
-        callback = _callback
+    # One read of a module global is atomic: no lock on the path of every call.
+    callback = _callback
     if callback is None:
         return None
     return lambda plan: callback(list(plan))

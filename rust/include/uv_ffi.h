@@ -106,10 +106,13 @@ char *uv_ffi_parse(const char *request);
  *   "build_start", "build_done": "id", "name".
  * Value {"exit_code": int, "installed": [[name, version]], "removed": [[name, version]],
  *        "error": "", "environment": str|null, "target": str|null, "satisfied": bool,
- *        "dry_run": bool, "timings_us": [[phase, int]],
- *        "engine": "warm"|"view"|"uv"|"printed", "stdout": str, "stderr": str,
- *        "index_retried": bool, "plan": [[name, version, action]]|null, "plan_id": int|null,
- *        "progress": [event]|null, "read"?: {...}}.
+ *        "dry_run": bool, "engine": "warm"|"view"|"uv"|"printed", "stdout": str,
+ *        "stderr": str, "index_retried": bool, "plan": [[name, version, action]]|null,
+ *        "plan_id": int|null, "progress": [event]|null, "read"?: {...},
+ *        "timings_us": [[phase, int]]}.
+ * timings_us: microseconds per phase, always the value's last member: the text before it is
+ * the same in two replies with the same value otherwise, so a host may keep decoded replies by
+ * that text.
  * read (engine "view" only): {"command": "list"|"freeze"|"show"|"check",
  *   "packages"?: [package] (list, freeze: the distributions reported, in uv's order),
  *   "show"?: [shown] (show), "missing"?: [str] (show: names not installed),
@@ -139,8 +142,8 @@ char *uv_ffi_run(const char *request);
  * distributions installed in its environment are still those it was planned against (else an
  * error of kind stale_plan, and nothing changes).  The plan is used up either way.
  * Value: as uv_ffi_run's, {"exit_code", "installed", "removed", "error", "environment",
- * "target", "satisfied", "dry_run", "timings_us", "engine", "stdout", "stderr",
- * "index_retried", "plan", "plan_id", "progress"}, with "plan" and "plan_id" null and no "read"; progress:
+ * "target", "satisfied", "dry_run", "engine", "stdout", "stderr", "index_retried", "plan",
+ * "plan_id", "progress", "timings_us"}, with "plan" and "plan_id" null and no "read"; progress:
  * as uv_ffi_run's, events with ("event", "phase", "total", "name", "version", "id", "bytes", "total_bytes"). */
 char *uv_ffi_plan_apply(const char *request);
 

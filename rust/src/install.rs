@@ -43,8 +43,6 @@ pub struct InstallReply {
     /// True if the environment already satisfied the request and nothing was touched.
     pub satisfied: bool,
     pub dry_run: bool,
-    /// Microseconds spent in each phase.
-    pub timings_us: Vec<(&'static str, u64)>,
     /// `"warm"`: the engine ran it; `"uv"`: uv's own command line ran it in this process;
     /// `"printed"`: uv's parser answered (`--help`, `--version`).
     pub engine: &'static str,
@@ -65,6 +63,9 @@ pub struct InstallReply {
     /// `read::ReadAnswer`, documented with `uv_ffi_run`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read: Option<serde_json::Value>,
+    /// Microseconds spent in each phase. Written last: everything before it is the same in two
+    /// answers to the same question, so a host can keep decoded replies by that part.
+    pub timings_us: Vec<(&'static str, u64)>,
 }
 
 impl InstallReply {
