@@ -7,8 +7,9 @@ What is checked (each failure names exactly what drifted):
   dynamic symbol table is read here (no dependency), and cross-checked with binutils' nm.
 - rust_exports: every `#[unsafe(no_mangle)]` / `#[no_mangle]` function in rust/src/*.rs is
   declared in the header, and every declared function is one of them.
-- reply_fields: for each JSON function (abi.rs: `call(request, ops::NAME)`, ops: `fn NAME(_: Req)
-  -> Result<Reply>`), every JSON name the reply serialises (fields after serde's rename /
+- reply_fields: for each JSON function (abi.rs: `call(request, ops::NAME)` or
+  `call_on_text(request, ops::NAME)`, ops: `fn NAME(_: Req)` or `fn NAME(_: RequestText<Req>)`
+  `-> Result<Reply>`), every JSON name the reply serialises (fields after serde's rename /
   rename_all / skip / flatten, recursively through the crate's own structs, enum tags and unit
   variants) appears quoted in the comment block right above that function's declaration.
 - request_fields: the same for the request struct's fields (what `deny_unknown_fields` accepts).
@@ -655,7 +656,9 @@ class Checker:
         for name, fn in sorted(self.exported.items()):
             if not fn.returns_json:
                 continue
-            call = re.search(r"\bcall\s*\(\s*[\w.]+\s*,\s*(?:crate::)?ops::(\w+)\s*\)", fn.body)
+            # `call` reads the request for the op; `call_on_text` hands the op its text, typed
+            # `RequestText<Req>`, to read itself.
+            call = re.search(r"\bcall(?:_on_text)?\s*\(\s*[\w.]+\s*,\s*(?:crate::)?ops::(\w+)\s*\)", fn.body)
             if not call:
                 self.problem("mapping", "%s (%s:%d): returns a JSON reply but no `call(request, ops::NAME)` was found "
                              "in its body; update tests/test_header.py" % (name, self.rel(fn.file), fn.line))

@@ -35,7 +35,7 @@ pub unsafe extern "C" fn uv_ffi_parse(request: *const c_char) -> *mut c_char {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uv_ffi_run(request: *const c_char) -> *mut c_char {
     // SAFETY: as above.
-    unsafe { call(request, ops::run) }
+    unsafe { guard::call_on_text(request, ops::run_text) }
 }
 
 /// Read an environment's view. Request: `{"python"?: str, "check"?: bool}`.

@@ -66,25 +66,34 @@ where
     Req: DeserializeOwned,
     Resp: Serialize,
 {
+    call_text(input, |text| op(parse_request(text)?))
+}
+
+/// Run `op` on the request's text (it reads the request itself) and return the envelope as
+/// text. Panics become `{"kind": "panic"}`.
+pub fn call_text<Resp: Serialize>(
+    input: Result<&str, FfiError>,
+    op: impl FnOnce(&str) -> Result<Resp, FfiError>,
+) -> String {
     let _inside = enter();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let text = input?;
-        // Every request is a JSON object: serde would also read an array positionally, field by
-        // field, which no caller means.
-        if !text.trim_start().starts_with('{') {
-            return Err(FfiError::new(
-                ErrorKind::InvalidJson,
-                "Invalid request: expected a JSON object",
-            ));
-        }
-        let request: Req = serde_json::from_str(text).map_err(|err| {
-            FfiError::new(ErrorKind::InvalidJson, format!("Invalid request: {err}"))
-        })?;
-        op(request)
-    }))
-    .unwrap_or_else(|payload| Err(panic_error(payload.as_ref())));
+    let outcome = catch_unwind(AssertUnwindSafe(|| op(input?)))
+        .unwrap_or_else(|payload| Err(panic_error(payload.as_ref())));
     catch_unwind(AssertUnwindSafe(|| envelope(&outcome)))
         .unwrap_or_else(|_| LAST_RESORT.to_string())
+}
+
+/// A request: a JSON object of `Req`'s fields.
+pub fn parse_request<Req: DeserializeOwned>(text: &str) -> Result<Req, FfiError> {
+    // Every request is a JSON object: serde would also read an array positionally, field by
+    // field, which no caller means.
+    if !text.trim_start().starts_with('{') {
+        return Err(FfiError::new(
+            ErrorKind::InvalidJson,
+            "Invalid request: expected a JSON object",
+        ));
+    }
+    serde_json::from_str(text)
+        .map_err(|err| FfiError::new(ErrorKind::InvalidJson, format!("Invalid request: {err}")))
 }
 
 /// The C-facing wrapper of [`call_str`]: the returned string belongs to the caller, who frees it
@@ -102,6 +111,32 @@ where
 {
     // SAFETY: forwarded from the caller.
     let text = call_str(unsafe { read_input(input) }, op);
+    into_c_string(text)
+}
+
+/// A request's text, for an op that reads it itself (see [`call_on_text`]): a `Req`, as JSON.
+pub struct RequestText<'a, Req> {
+    pub text: &'a str,
+    request: std::marker::PhantomData<Req>,
+}
+
+/// The C-facing wrapper of [`call_text`], for an op that reads its `Req` itself (to keep what
+/// it read, say).
+///
+/// # Safety
+/// As for [`read_input`].
+pub unsafe fn call_on_text<Req, Resp: Serialize>(
+    input: *const c_char,
+    op: impl FnOnce(RequestText<'_, Req>) -> Result<Resp, FfiError>,
+) -> *mut c_char {
+    let op = |text: &str| {
+        op(RequestText {
+            text,
+            request: std::marker::PhantomData,
+        })
+    };
+    // SAFETY: forwarded from the caller.
+    let text = call_text(unsafe { read_input(input) }, op);
     into_c_string(text)
 }
 

@@ -21,6 +21,7 @@ mod install;
 mod logging;
 mod network;
 mod ops;
+mod parsed;
 mod plan;
 mod profile;
 mod progress;

@@ -6,12 +6,13 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{self, Command, InstallArgs};
+use crate::command::{Command, InstallArgs};
 use crate::engine::{Engine, EnvKey, with_engine, with_engine_here, with_engine_stopped};
 use crate::environment;
 use crate::environment::{DirStamp, ViewCounters};
 use crate::error::{ErrorKind, FfiError, Result};
 use crate::fallback;
+use crate::guard::RequestText;
 use crate::index::IndexCounters;
 use crate::install::{self, CallPolicy, InstallReply};
 use crate::plan::{self, KeptResolution, PendingPlan, PlanRequest, PlanStep};
@@ -63,25 +64,13 @@ pub struct ParseReply {
 
 /// Understand a command without running it: both parsers' answers and the route it would take.
 pub fn parse(request: ParseRequest) -> Result<ParseReply> {
-    let argv = words(request.command.as_deref(), request.argv.as_deref())?;
+    let parsed = crate::parsed::parsed(request.command.as_deref(), request.argv.as_deref())?;
     let cwd = install::request_cwd(request.cwd.as_deref())?;
-    let understanding = request::understand(&argv, &cwd);
+    let understanding = request::understand(&parsed.argv, &cwd);
     Ok(ParseReply {
-        argv,
+        argv: parsed.argv.clone(),
         understanding,
     })
-}
-
-/// A request's words: from `argv` as given, or from `command` split by shell rules.
-fn words(command: Option<&str>, argv: Option<&[String]>) -> Result<Vec<String>> {
-    match (command, argv) {
-        (Some(line), None) => command::tokenize(line),
-        (None, Some(argv)) => Ok(argv.to_vec()),
-        _ => Err(FfiError::new(
-            ErrorKind::InvalidJson,
-            "Invalid request: give exactly one of `command` (a string) and `argv` (a list of strings)",
-        )),
-    }
 }
 
 fn yes() -> bool {
@@ -146,26 +135,43 @@ pub fn default_index_ttl_ms() -> u64 {
 }
 
 pub fn run(request: RunRequest) -> Result<InstallReply> {
-    let mut profile = Profile::start();
-    let argv = words(request.command.as_deref(), request.argv.as_deref())?;
+    let profile = Profile::start();
+    let parsed = crate::parsed::parsed(request.command.as_deref(), request.argv.as_deref())?;
+    run_parsed(&request, &parsed, profile)
+}
+
+/// [`run`] of a request as the host sent it (`uv_ffi_run`): a request sent before is not read
+/// again (`parsed.rs`).
+pub fn run_text(request: RequestText<RunRequest>) -> Result<InstallReply> {
+    let profile = Profile::start();
+    let read = crate::parsed::run_request(request.text)?;
+    run_parsed(&read.request, &read.parsed, profile)
+}
+
+fn run_parsed(
+    request: &RunRequest,
+    parsed: &crate::parsed::Parsed,
+    mut profile: Profile,
+) -> Result<InstallReply> {
+    let argv = &parsed.argv;
     let cwd = install::request_cwd(request.cwd.as_deref())?;
-    let route = request::route(&argv, &cwd)?;
+    let route = request::route(argv, parsed.fast.clone(), &cwd)?;
     profile.mark("parse");
     match route {
         Route::Warm(command) => {
-            match run_warm_with_retry(command, &argv, &request, &cwd, profile) {
+            match run_warm_with_retry(&command, parsed, request, &cwd, profile) {
                 // Rare (a project file as a requirement source): its timings start afresh.
                 Err(err) if err.kind == ErrorKind::DeferToUv => {
-                    match request::route_to_uv(&argv, &cwd)? {
-                        Route::Uv(call) => run_uv(call, cwd, Profile::start()),
+                    match request::route_to_uv(argv, &cwd)? {
+                        Route::Uv(call) => run_uv(*call, cwd, Profile::start()),
                         _ => Err(err),
                     }
                 }
                 other => other,
             }
         }
-        Route::Read(call) => run_read(*call, &request, cwd, profile),
-        Route::Uv(call) => run_uv(call, cwd, profile),
+        Route::Read(call) => run_read(*call, request, cwd, profile),
+        Route::Uv(call) => run_uv(*call, cwd, profile),
         Route::Printed { printed, exit_code } => {
             Ok(InstallReply::printed(printed, exit_code, profile))
         }
@@ -176,14 +182,14 @@ pub fn run(request: RunRequest) -> Result<InstallReply> {
 /// release published since the pages were read may change the answer). The policy lives here,
 /// so callers through C get it too.
 fn run_warm_with_retry(
-    command: Command,
-    argv: &[String],
+    command: &Command,
+    parsed: &crate::parsed::Parsed,
     request: &RunRequest,
     cwd: &Path,
     profile: Profile,
 ) -> Result<InstallReply> {
     // Nothing is cloned for the retry up front: this is the path of every warm call.
-    match run_warm(&command, argv, request, cwd, profile) {
+    match run_warm(command, parsed, request, cwd, profile) {
         Err(err)
             if err.retry == Some(crate::error::Retry::FreshIndex) && request.retry_fresh_index =>
         {
@@ -191,7 +197,7 @@ fn run_warm_with_retry(
                 fresh_index: true,
                 ..request.clone()
             };
-            let mut reply = run_warm(&command, argv, &fresh, cwd, Profile::start())?;
+            let mut reply = run_warm(command, parsed, &fresh, cwd, Profile::start())?;
             reply.index_retried = true;
             Ok(reply)
         }
@@ -202,7 +208,7 @@ fn run_warm_with_retry(
 /// A `pip install` / `pip uninstall` on the warm engine.
 fn run_warm(
     command: &Command,
-    argv: &[String],
+    parsed: &crate::parsed::Parsed,
     request: &RunRequest,
     cwd: &Path,
     mut profile: Profile,
@@ -218,8 +224,7 @@ fn run_warm(
         fresh_index: request.fresh_index,
         index_ttl: std::time::Duration::from_millis(request.index_ttl_ms),
     };
-    // The request's identity for the "already satisfied" memo: the words, unambiguously joined.
-    let command_text = argv.join("\0");
+    let (argv, command_text) = (&parsed.argv, &parsed.joined);
     let verbose = args.verbose > 0 || crate::logging::enabled();
     if !uninstall && !args.changes_anyway() {
         // An install that is already satisfied is answered here, without waking the engine
@@ -251,7 +256,7 @@ fn run_warm(
                     state,
                     &key,
                     args,
-                    &command_text,
+                    command_text,
                     cwd,
                     policy,
                     &mut attempt,
@@ -264,7 +269,7 @@ fn run_warm(
                 check: false,
                 ..policy
             };
-            let swapped = install::memo_key(args, &command_text, cwd).and_then(|memo| {
+            let swapped = install::memo_key(args, command_text, cwd).and_then(|memo| {
                 crate::fast_swap::swap(engine, &key, args, &memo, checked, &mut attempt)
             });
             Ok((true, swapped))
@@ -300,6 +305,7 @@ fn run_warm(
         .plan
         .then(|| (command.clone(), argv.to_vec(), request.clone()));
     let progress = request.progress;
+    let command_text = command_text.clone();
     let reply = with_engine(move |engine, runtime| {
         // From the call's request to the engine thread taking it up.
         profile.mark("hop");
@@ -620,7 +626,7 @@ fn run_read(
     match answered {
         Ok((outcome, key)) => read_reply(outcome, Some(key), profile),
         Err(uv) => match uv.route(&cwd)? {
-            Route::Uv(call) => run_uv(call, cwd, profile),
+            Route::Uv(call) => run_uv(*call, cwd, profile),
             Route::Printed { printed, exit_code } => {
                 Ok(InstallReply::printed(printed, exit_code, profile))
             }

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
@@ -28,10 +28,10 @@ use crate::read::ReadCommand;
 
 /// Where a command goes.
 pub enum Route {
-    Warm(Command),
+    Warm(Arc<Command>),
     /// `pip list/freeze/show/check`, answered from the engine's snapshot (`read.rs`).
     Read(Box<ReadCall>),
-    Uv(UvCall),
+    Uv(Box<UvCall>),
     Printed {
         printed: Printed,
         exit_code: i32,
@@ -70,15 +70,16 @@ impl ReadFallback {
     /// The route through uv's own command line.
     pub fn route(self, cwd: &Path) -> Result<Route> {
         match self {
-            Self::Parsed(call) => Ok(Route::Uv(*call)),
+            Self::Parsed(call) => Ok(Route::Uv(call)),
             Self::Words(argv) => route_to_uv(&argv, cwd),
         }
     }
 }
 
-/// Route a tokenized command (with or without a leading `uv`).
-pub fn route(argv: &[String], cwd: &Path) -> Result<Route> {
-    if let Some(command) = command::parse_fast(argv)
+/// Route a tokenized command (with or without a leading `uv`), given the fast parser's reading
+/// of it (`command::parse_fast`, kept from an earlier call: `parsed.rs`).
+pub fn route(argv: &[String], fast: Option<Arc<Command>>, cwd: &Path) -> Result<Route> {
+    if let Some(command) = fast
         && !foreign_variable_set(&[])
         && command::valid_link_mode_variable()
         && !config_applies(cwd, false)
@@ -125,7 +126,7 @@ pub fn understand(argv: &[String], cwd: &Path) -> Understanding {
         .unwrap_or_default();
     let mut read = None;
     let (route, warm, error) = match route_with_uv_parser(argv, cwd, true) {
-        Ok(Route::Warm(command)) => ("warm", Some(command), None),
+        Ok(Route::Warm(command)) => ("warm", Some((*command).clone()), None),
         Ok(Route::Read(call)) => {
             read = Some(rendered(&call.command, &call.args));
             ("read", None, None)
@@ -177,11 +178,11 @@ fn route_with_uv_parser(argv: &[String], cwd: &Path, allow_warm: bool) -> Result
             && !config_applies(cwd, no_config)
         {
             let args = install_args(leaf);
-            return Ok(Route::Warm(if uninstall {
+            return Ok(Route::Warm(Arc::new(if uninstall {
                 Command::PipUninstall(args)
             } else {
                 Command::PipInstall(args)
-            }));
+            })));
         }
     }
     let changes = match pip_subcommand(&cli) {
@@ -218,7 +219,7 @@ fn route_with_uv_parser(argv: &[String], cwd: &Path, allow_warm: bool) -> Result
             args,
             uv: ReadFallback::Parsed(Box::new(call)),
         })),
-        None => Route::Uv(call),
+        None => Route::Uv(Box::new(call)),
     })
 }
 
