@@ -9,11 +9,11 @@
 //! (`config_watch.rs`), so a warm call whose answer is watched asks the kernel once instead of
 //! `stat`ing every file.
 
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use rustc_hash::FxHashMap;
 use uv_settings::FilesystemOptions;
 
 /// One file uv may read, and what it looked like when the answer was computed.
@@ -52,7 +52,7 @@ struct Answer {
 /// Remembered answers, by working directory.
 #[derive(Default)]
 pub struct ConfigProbe {
-    answers: HashMap<PathBuf, Answer>,
+    answers: FxHashMap<PathBuf, Answer>,
     #[cfg(target_os = "linux")]
     watch: Option<crate::config_watch::ConfigWatch>,
 }

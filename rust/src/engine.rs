@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 
+use rustc_hash::FxHashMap;
 use tokio::runtime::Runtime;
 use uv_cache::Cache;
 use uv_client::{BaseClient, BaseClientBuilder};
@@ -77,8 +78,8 @@ pub struct Engine {
     /// one Python share them) and index configuration.
     pub indexes: KeptIndexes,
     /// `--python` requests already answered, with the executable's stamp to notice a replacement.
-    pythons: HashMap<String, (PythonEnvironment, DirStamp)>,
-    pub envs: HashMap<EnvKey, EnvState>,
+    pythons: FxHashMap<String, (PythonEnvironment, DirStamp)>,
+    pub envs: FxHashMap<EnvKey, EnvState>,
     /// The environment of the most recent call, used when a caller names none.
     pub last_env: Option<EnvKey>,
     /// Set by `index_clear`: the next resolution revalidates every index page.
@@ -124,8 +125,8 @@ impl Engine {
             clients: HashMap::new(),
             concurrency: Concurrency::default(),
             indexes: KeptIndexes::default(),
-            pythons: HashMap::new(),
-            envs: HashMap::new(),
+            pythons: FxHashMap::default(),
+            envs: FxHashMap::default(),
             last_env: None,
             refresh_index: false,
             recent: std::collections::VecDeque::new(),

@@ -189,7 +189,7 @@ pub struct EnvState {
     patched_by_host: bool,
     fingerprint: Option<Fingerprint>,
     /// Install requests proven satisfied since the last change to this environment.
-    satisfied: std::collections::HashSet<String>,
+    satisfied: rustc_hash::FxHashSet<String>,
     /// Resolutions of recent calls on this environment (see `install::reuse_key`).
     pub resolutions: KeptResolutions,
     pub counters: ViewCounters,
@@ -223,7 +223,7 @@ impl EnvState {
             view_known: false,
             patched_by_host: false,
             fingerprint: None,
-            satisfied: std::collections::HashSet::new(),
+            satisfied: rustc_hash::FxHashSet::default(),
             resolutions: KeptResolutions::default(),
             counters: ViewCounters::default(),
             installed_wheels: std::collections::HashMap::new(),

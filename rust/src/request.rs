@@ -473,10 +473,15 @@ fn foreign_variable_set(read_by_clap: &[String]) -> bool {
     unsafe {
         let mut entry = environ;
         while !entry.is_null() && !(*entry).is_null() {
-            let text = std::ffi::CStr::from_ptr(*entry).to_bytes();
-            let name = text.split(|&byte| byte == b'=').next().unwrap_or(text);
-            if name.starts_with(b"UV_") && !accounted_for(name) {
-                return true;
+            // Only the first bytes of most entries are read: a host's environment is long
+            // (`PATH` alone), and a NUL ends the comparison early.
+            let start = (*entry).cast::<u8>();
+            if *start == b'U' && *start.add(1) == b'V' && *start.add(2) == b'_' {
+                let text = std::ffi::CStr::from_ptr(*entry).to_bytes();
+                let name = text.split(|&byte| byte == b'=').next().unwrap_or(text);
+                if !accounted_for(name) {
+                    return true;
+                }
             }
             entry = entry.add(1);
         }
