@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -378,3 +379,42 @@ def test_new_target_folders_holding_the_same_reuse_one_resolution(venv, index, t
     # So is another request.
     assert into(str(tmp_path / "e"), "beta==1.0 zeta==1.0") == 0
     assert holds(str(tmp_path / "e")) == {"alpha": "2.0", "beta": "1.0", "zeta": "1.0"}
+
+
+def wait_for_counter(python: str, name: str, at_least: int, seconds: float = 5.0) -> dict:
+    """The environment's counters once ``name`` reached ``at_least`` (or the deadline passed)."""
+    deadline = time.monotonic() + seconds
+    counters = uv_ffi.get_counters(python=python)
+    while counters[name] < at_least and time.monotonic() < deadline:
+        time.sleep(0.02)
+        counters = uv_ffi.get_counters(python=python)
+    return counters
+
+
+def test_the_engine_confirms_its_own_change_while_idle(venv, index):
+    # After a change of its own, the engine lists the folder once its stamp can be trusted
+    # (50 ms later): the next call's check is then a stat, not a listing.
+    base = "pip install --python %s -i %s alpha==" % (venv.python, index.url)
+    uv_ffi.install(base + "1.0")
+    uv_ffi.install(base + "1.1")
+    before = uv_ffi.get_counters(python=venv.python)
+    counters = wait_for_counter(venv.python, "settled_when_idle", before["settled_when_idle"] + 1)
+    assert counters["settled_when_idle"] > before["settled_when_idle"]
+    result = uv_ffi.install(base + "1.1")
+    after = uv_ffi.get_counters(python=venv.python)
+    assert result.satisfied
+    assert after["checks_clean"] == counters["checks_clean"] + 1
+    assert after["checks_listed"] == counters["checks_listed"]
+    assert venv.metadata_version("alpha") == "1.1"
+
+
+def test_confirming_while_idle_never_hides_an_outside_change(venv, index):
+    base = "pip install --python %s -i %s alpha==" % (venv.python, index.url)
+    uv_ffi.install(base + "1.0")
+    uv_ffi.install(base + "1.1")
+    # Another tool changes the folder before the engine confirmed its own change.
+    external_uv("install", "--python", venv.python, "-i", index.url, "delta==1.0")
+    time.sleep(0.2)  # past the window: the engine has tried to confirm its change by now
+    assert ("delta", "1.0") in uv_ffi.get_site_packages_cache(python=venv.python)
+    assert uv_ffi.install(base + "1.1").satisfied
+    assert venv.installed() == {"alpha": "1.1", "delta": "1.0"}

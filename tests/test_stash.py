@@ -204,7 +204,10 @@ def stash_of(root: str) -> str:
 
 
 def manifests(root: str) -> List[str]:
-    """Names of the manifests in the stash of ``root`` (a venv or --target folder), sorted."""
+    """Names of the manifests in the stash of ``root`` (a venv or --target folder), sorted.
+    A swap leaves writing its manifests to the engine's idle work; reading a view writes any
+    still waiting, so the disk is read after that."""
+    uv_ffi.get_counters()
     return sorted(os.path.basename(p) for p in glob.glob(os.path.join(stash_of(root), "*.json")))
 
 
@@ -218,6 +221,7 @@ def manifest_of(root: str, name: str, version: str) -> Optional[dict]:
 
 
 def entries_with_prefix(root: str, prefix: str) -> List[str]:
+    uv_ffi.get_counters()  # the manifests left to idle work written (see manifests())
     if not os.path.isdir(stash_of(root)):
         return []
     return sorted(e for e in os.listdir(stash_of(root)) if e.startswith(prefix))
@@ -770,6 +774,30 @@ def wait_for_trim(root: str, bound: int = 16) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not (len(manifests(root)) <= bound and stash_is_owned(root)):
         time.sleep(0.01)
+
+
+def test_paths_no_manifest_accounts_for_are_swept_when_the_stash_is_tidied(make_venv, world):
+    # A process that ends between a swap and its idle work leaves the version it stashed without
+    # a manifest (the engine writes manifests when idle): the next tidy removes such paths.
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (ALT.name, version))  # noqa: E731
+    install("1.0")
+    install("1.1")
+    stray = os.path.join(stash_of(venv.root), "%s-0.9-12345abc0.0" % ALT.name)
+    os.makedirs(os.path.join(stray, "inner"))
+    partial = os.path.join(stash_of(venv.root), "%s-0.9-12345abc0.partial" % ALT.name)
+    with open(partial, "w") as handle:
+        handle.write("{")
+    install("1.0")  # from the stash; the stash is tidied when the engine is idle
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (os.path.exists(stray) or os.path.exists(partial)):
+        time.sleep(0.01)
+    assert not os.path.exists(stray) and not os.path.exists(partial)
+    assert stash_is_owned(venv.root)
+    assert manifest_of(venv.root, ALT.name, "1.1") is not None
+    assert assert_complete(venv, ALT) == "1.0"
+    assert install("1.1").installed == ((ALT.name, "1.1"),)
+    assert assert_complete(venv, ALT) == "1.1"
 
 
 def test_the_stash_keeps_the_sixteen_most_recent_entries(make_venv, world):

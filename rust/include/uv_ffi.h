@@ -153,9 +153,12 @@ char *uv_ffi_plan_discard(const char *request);
 
 /* Request {"python"?: str, "target"?: str, "check"?: bool = false}.  Without python: the
  * environment of the last call.  target: a --target folder ("bubble"): that folder's view, with
- * the interpreter it was last used with (else the last call's).  Value {"environment": str|null,
+ * the interpreter it was last used with (else the last call's).  The manifests of stash entries
+ * that swaps left to the engine's idle work are written first, so that every stash on disk
+ * agrees with the views.  Value {"environment": str|null,
  * "target": str|null, "packages": [[name, version]],
- * "counters": {"rescans", "checks_clean", "checks_listed", "changes_detected", "patches",
+ * "counters": {"rescans", "checks_clean", "checks_listed", "settled_when_idle",
+ * "changes_detected", "patches",
  * "resolutions_reused", "plans_reused", "reads", "stashed", "restored", "relinked",
  * "swapped_here", "heals": int}, "index_counters": {"reused", "fresh", "dropped_after_failure", "expired": int}}. */
 char *uv_ffi_view_get(const char *request);

@@ -414,7 +414,9 @@ impl Engine {
         {
             let _ = state.rescan();
         }
-        // Stashes a call used are brought back within their bounds (see `stash::tidy`).
+        // The manifests of the entries swaps stashed, then the stashes a call used brought back
+        // within their bounds (see `stash::tidy`).
+        crate::stash::write_unwritten(&self.stash_memory);
         for (key, state) in &mut self.envs {
             if std::mem::take(&mut state.stash_untidy)
                 && let Some(root) = crate::stash::root_of(key, state)
@@ -442,6 +444,18 @@ impl Engine {
             }
         }
         evicted
+    }
+
+    /// How long until every view waiting to be confirmed can be ([`EnvState::settles_in`]).
+    fn settle_wait(&self) -> Option<std::time::Duration> {
+        self.envs.values().filter_map(EnvState::settles_in).max()
+    }
+
+    /// Confirm the views whose folders' stamps can now be trusted ([`EnvState::settle`]).
+    fn settle_views(&mut self) {
+        for state in self.envs.values_mut() {
+            state.settle();
+        }
     }
 
     /// Note that `key` was just used (most recent last).
@@ -604,10 +618,24 @@ fn engine_loop(receiver: Receiver<Job>) {
     }
 }
 
-/// Wait for the next job. Freed memory goes back to the system only once the engine has been
-/// idle for a while: trimming between back-to-back calls would make each call fault its
-/// memory back in.
+/// Wait for the next job. The views of environments the engine just changed are confirmed once
+/// their folders' stamps can be trusted (`EnvState::settle`: then the next call's check needs
+/// no listing), once per idle spell. Freed memory goes back to the system only once the engine
+/// has been idle for a while: trimming between back-to-back calls would make each call fault
+/// its memory back in.
 fn next_job_or_trim(receiver: &Receiver<Job>, untrimmed: &mut bool) -> Option<Job> {
+    let settle_after = lock_engine().as_ref().and_then(Engine::settle_wait);
+    if let Some(wait) = settle_after {
+        match receiver.recv_timeout(wait) {
+            Ok(job) => return Some(job),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(engine) = lock_engine().as_mut() {
+                    let _ = catch_unwind(AssertUnwindSafe(|| engine.settle_views()));
+                }
+            }
+        }
+    }
     if *untrimmed {
         match receiver.recv_timeout(TRIM_AFTER_IDLE) {
             Ok(job) => return Some(job),

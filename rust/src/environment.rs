@@ -153,6 +153,9 @@ pub struct ViewCounters {
     pub checks_clean: u64,
     /// Checks that had to list the folders (a racy or changed stamp).
     pub checks_listed: u64,
+    /// The engine's own changes confirmed by listing the folders while idle, once their stamps
+    /// could be trusted (so that the next check needed no listing).
+    pub settled_when_idle: u64,
     /// Checks that found an outside change and dropped the view.
     pub changes_detected: u64,
     /// Deltas applied by `patch`.
@@ -306,14 +309,29 @@ impl EnvState {
             self.counters.checks_clean += 1;
             return false;
         }
+        // The stamp moved, cannot be trusted yet, or the view was patched: compare the
+        // distribution folders on disk with what the view implies.
+        self.counters.checks_listed += 1;
+        if self.confirm_by_listing() {
+            return false;
+        }
+        self.counters.changes_detected += 1;
+        self.invalidate();
+        true
+    }
+
+    /// List the folders and compare them with what the view implies; when they agree, the
+    /// fingerprint is taken again from this listing. False when they differ (or there is no
+    /// fingerprint), and nothing is changed.
+    fn confirm_by_listing(&mut self) -> bool {
+        let Some(fingerprint) = &self.fingerprint else {
+            return false;
+        };
         let stamps: Vec<DirStamp> = fingerprint
             .stamps
             .iter()
             .map(|s| DirStamp::read(&s.path))
             .collect();
-        // The stamp moved, cannot be trusted yet, or the view was patched: compare the
-        // distribution folders on disk with what the view implies.
-        self.counters.checks_listed += 1;
         let taken_ns = now_ns();
         let dirs: Vec<PathBuf> = stamps.iter().map(|s| s.path.clone()).collect();
         let listing = list_entries(&dirs);
@@ -321,28 +339,57 @@ impl EnvState {
             .inodes
             .iter()
             .any(|(name, inode)| listing.inodes.get(name).is_some_and(|now| now != inode));
-        if listing.expected == fingerprint.expected
-            && listing.others == fingerprint.others
-            && !recreated
+        if listing.expected != fingerprint.expected
+            || listing.others != fingerprint.others
+            || recreated
         {
-            let replaced =
-                |(now, then): (&DirStamp, &DirStamp)| (now.dev, now.ino) != (then.dev, then.ino);
-            if stamps.iter().zip(&fingerprint.stamps).any(replaced) {
-                self.stash_device = None;
-            }
-            self.fingerprint = Some(Fingerprint {
-                stamps,
-                taken_ns,
-                expected: listing.expected,
-                others: listing.others,
-                inodes: listing.inodes,
-                must_list: false,
-            });
             return false;
         }
-        self.counters.changes_detected += 1;
-        self.invalidate();
+        let replaced =
+            |(now, then): (&DirStamp, &DirStamp)| (now.dev, now.ino) != (then.dev, then.ino);
+        if stamps.iter().zip(&fingerprint.stamps).any(replaced) {
+            self.stash_device = None;
+        }
+        self.fingerprint = Some(Fingerprint {
+            stamps,
+            taken_ns,
+            expected: listing.expected,
+            others: listing.others,
+            inodes: listing.inodes,
+            must_list: false,
+        });
         true
+    }
+
+    /// How long until the engine's own last change to these folders (a swap, an install), or a
+    /// view taken right after a change, can be confirmed with stamps that later checks trust
+    /// ([`EnvState::settle`]); `None` when the fingerprint is trusted already.
+    pub fn settles_in(&self) -> Option<std::time::Duration> {
+        let fingerprint = self
+            .fingerprint
+            .as_ref()
+            .filter(|f| f.must_list || !f.stamps.iter().all(|s| s.settled_at(f.taken_ns)))?;
+        let now = now_ns();
+        let last_change = fingerprint
+            .stamps
+            .iter()
+            .map(|s| DirStamp::read(&s.path))
+            .map(|s| s.mtime_ns.max(s.ctime_ns))
+            .max()?;
+        let wait = (last_change + RACY_WINDOW_NS - now).clamp(0, RACY_WINDOW_NS);
+        Some(std::time::Duration::from_nanos(
+            u64::try_from(wait).unwrap_or(0),
+        ))
+    }
+
+    /// Confirm the engine's own change by listing the folders once their racy window has passed
+    /// (the engine thread does it when idle): the next call's check is then a `stat` per folder
+    /// instead of a listing. It only confirms: folders that disagree with the view are left to
+    /// the next call's check, which acts as its policy says.
+    pub fn settle(&mut self) {
+        if self.settles_in() == Some(std::time::Duration::ZERO) && self.confirm_by_listing() {
+            self.counters.settled_when_idle += 1;
+        }
     }
 
     /// The current fingerprint, for callers that watch for changes themselves.

@@ -714,6 +714,7 @@ pub struct ViewReply {
 
 pub fn view_get(request: EnvRequest) -> Result<ViewReply> {
     with_engine_here(move |engine| {
+        crate::stash::write_unwritten(&engine.stash_memory());
         let Some(key) =
             engine.env_for_view(request.python.as_deref(), request.target.as_deref())?
         else {

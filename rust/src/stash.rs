@@ -25,6 +25,11 @@
 //! over, in place, with the manifest of the version going out: a swap between stashed versions
 //! creates no file. (Not truncated first: ext4 flushes a file truncated to nothing and written
 //! again when it is closed, `auto_da_alloc`, which took 0.13 ms here, more than all the renames.)
+//! That writing is left to the engine's idle work, after the call returned: the engine itself
+//! finds its entries in memory ([`Memory`]). A process that ends before then leaves the version
+//! it stashed without a manifest, and the stale manifest of the one it brought back: the first
+//! is swept as stray paths when the stash is next tidied, the second discarded by the first
+//! lookup that reads it (its paths are gone).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
@@ -165,6 +170,18 @@ pub struct Memory {
     /// what was written. Only these entries are judged by their watches: another process's
     /// stamps may be of another moment than this engine's watches.
     written: HashMap<PathBuf, Manifest>,
+    /// Manifests kept in `written` that are not on disk yet: a swap leaves writing them to the
+    /// engine's idle work ([`write_unwritten`]), in the order the swaps made them.
+    unwritten: Vec<Unwritten>,
+}
+
+/// A manifest a swap left to be written (see [`Memory::unwritten`]).
+struct Unwritten {
+    dir: PathBuf,
+    entry: Entry,
+    /// The manifest of an entry the swap brought back, to be written over (see the module
+    /// comment): it describes paths that are no longer in the stash.
+    spare: Option<PathBuf>,
 }
 
 /// At most this many manifests are kept in memory; past that, all are forgotten at once.
@@ -451,19 +468,20 @@ impl Stash {
         let spare = self.spares.pop();
         self.spent.extend(spare.clone());
         let moved = (manifest.name.clone(), manifest.version.clone());
-        if write_manifest(&self.dir, &entry, &manifest, spare).is_err() {
-            // The distribution is out of the environment either way; without a manifest its
-            // files are of no use (a full disk, say), so they go as uv's uninstall would.
-            discard(&self.dir, &entry, &manifest);
-        } else {
-            let mut memory = Memory::lock(&self.memory);
-            if memory.written.len() >= KEEP_WRITTEN {
-                memory.written.clear();
-            }
-            memory
-                .written
-                .insert(self.dir.join(entry.manifest_name()), manifest);
+        // This engine finds the entry in memory; the file, for other processes and later
+        // engines, is written when the engine is idle.
+        let mut memory = Memory::lock(&self.memory);
+        if memory.written.len() >= KEEP_WRITTEN {
+            memory.written.clear();
         }
+        memory
+            .written
+            .insert(self.dir.join(entry.manifest_name()), manifest);
+        memory.unwritten.push(Unwritten {
+            dir: self.dir.clone(),
+            entry,
+            spare,
+        });
         Some(moved)
     }
 
@@ -962,17 +980,60 @@ fn read_manifest(dir: &Path, entry: &Entry) -> Option<Manifest> {
     serde_json::from_slice(&text).ok()
 }
 
+/// Write the manifests swaps left to the engine's idle work (see [`Memory::unwritten`]); reading
+/// a view (`uv_ffi_view_get`) writes them too, so the stash on disk then agrees with it. An
+/// entry brought back meanwhile gets none, and its spare, which describes paths no longer in
+/// the stash, goes. An entry whose manifest cannot be written (a full disk, say) is of no use,
+/// so its files go as uv's uninstall would remove them.
+pub fn write_unwritten(memory: &Mutex<Memory>) {
+    // One writer at a time, so that a caller who finds nothing left to write knows that the
+    // manifests taken by another are on disk when it returns.
+    static WRITING: Mutex<()> = Mutex::new(());
+    let _writing = WRITING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pending: Vec<(Unwritten, Option<Vec<u8>>)> = {
+        let mut memory = Memory::lock(memory);
+        let unwritten = std::mem::take(&mut memory.unwritten);
+        unwritten
+            .into_iter()
+            .map(|unwritten| {
+                let path = unwritten.dir.join(unwritten.entry.manifest_name());
+                let text = memory
+                    .written
+                    .get(&path)
+                    .and_then(|manifest| serde_json::to_vec(manifest).ok());
+                (unwritten, text)
+            })
+            .collect()
+    };
+    for (unwritten, text) in pending {
+        let Unwritten { dir, entry, spare } = unwritten;
+        let Some(text) = text else {
+            if let Some(spare) = spare {
+                let _ = std::fs::remove_file(spare);
+            }
+            continue;
+        };
+        if write_manifest(&dir, &entry, &text, spare).is_err() {
+            let path = dir.join(entry.manifest_name());
+            if let Some(manifest) = Memory::lock(memory).written.remove(&path) {
+                discard(&dir, &entry, &manifest);
+            }
+        }
+    }
+}
+
 /// Write a manifest under a name no entry has (`spare`, an entry's manifest that is no longer
 /// needed, else a new file) and rename it: a manifest is whole or absent.
 fn write_manifest(
     dir: &Path,
     entry: &Entry,
-    manifest: &Manifest,
+    text: &[u8],
     spare: Option<PathBuf>,
 ) -> std::io::Result<()> {
-    let text = serde_json::to_vec(manifest).map_err(std::io::Error::other)?;
     let partial = spare.unwrap_or_else(|| dir.join(format!("{}.partial", entry.id)));
-    let written = overwrite(&partial, &text)
+    let written = overwrite(&partial, text)
         .and_then(|()| std::fs::rename(&partial, dir.join(entry.manifest_name())));
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);
@@ -1196,6 +1257,36 @@ pub fn tidy(root: &Path) {
         return;
     };
     prune(&dir);
+    sweep_orphans(&dir);
+}
+
+/// Remove stashed paths whose entry has no manifest: left by a process that ended between a
+/// swap and its idle work (see [`write_unwritten`]), or by a manifest that could not be
+/// written. One listing; no manifest is read.
+fn sweep_orphans(dir: &Path) {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let names: Vec<String> = read
+        .flatten()
+        .map(|found| found.file_name().to_string_lossy().into_owned())
+        .collect();
+    let ids: HashSet<String> = names
+        .iter()
+        .filter_map(|name| Entry::parse(name))
+        .map(|entry| entry.id)
+        .collect();
+    for name in &names {
+        // A stashed path is `<id>.<n>`, a manifest being written `<id>.partial`.
+        let orphan = name != "journal"
+            && Entry::parse(name).is_none()
+            && name
+                .rsplit_once('.')
+                .is_some_and(|(id, _)| !ids.contains(id));
+        if orphan {
+            remove_any(&dir.join(name));
+        }
+    }
 }
 
 /// Keep at most `MAX_ENTRIES` entries and `MAX_BYTES` bytes, dropping the least recently used
@@ -1229,15 +1320,19 @@ fn prune(dir: &Path) {
 /// Empty the stash of an environment root (a venv or a `--target` folder).
 pub fn clear(root: &Path, memory: &Mutex<Memory>) -> bool {
     let dir = root.join(STASH_DIR);
+    // The manifests kept of its entries go with them, written or not.
+    {
+        let mut memory = Memory::lock(memory);
+        memory
+            .written
+            .retain(|path, _| path.parent() != Some(dir.as_path()));
+        memory.unwritten.retain(|unwritten| unwritten.dir != dir);
+    }
     let existed = dir.is_dir();
     if existed {
         recover(&dir);
         let _ = std::fs::remove_dir_all(&dir);
     }
-    // The manifests kept of its entries go with them.
-    Memory::lock(memory)
-        .written
-        .retain(|path, _| path.parent() != Some(dir.as_path()));
     existed
 }
 
@@ -1306,5 +1401,49 @@ mod tests {
         assert!(!root.path().join(STASH_DIR).exists());
         let kept: Vec<PathBuf> = Memory::lock(&memory).written.keys().cloned().collect();
         assert_eq!(kept, vec![theirs]);
+    }
+
+    fn left_unwritten(memory: &Mutex<Memory>, dir: &Path, id: &str, spare: Option<PathBuf>) {
+        let entry = Entry {
+            id: id.to_string(),
+            key_hash: 1,
+            bytes: 0,
+        };
+        let mut memory = Memory::lock(memory);
+        memory
+            .written
+            .insert(dir.join(entry.manifest_name()), manifest());
+        memory.unwritten.push(Unwritten {
+            dir: dir.to_path_buf(),
+            entry,
+            spare,
+        });
+    }
+
+    #[test]
+    fn manifests_left_to_idle_work_are_written_over_their_spares_in_order() {
+        // Two swaps before the engine was idle: b out (over a's manifest, a came back), then
+        // b back and a out again (over b's, which was never written).
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(STASH_DIR);
+        std::fs::create_dir(&dir).unwrap();
+        let memory = Mutex::new(Memory::default());
+        let spare_a = dir.join("a-1~0000000000000001~0.json");
+        std::fs::write(&spare_a, "{\"stale\": true}").unwrap();
+        left_unwritten(&memory, &dir, "b-2", Some(spare_a.clone()));
+        let b = dir.join("b-2~0000000000000001~0.json");
+        Memory::lock(&memory).written.remove(&b); // b came back: found by this engine
+        left_unwritten(&memory, &dir, "a-1x", Some(b.clone()));
+        write_unwritten(&memory);
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        assert_eq!(on_disk, vec!["a-1x~0000000000000001~0.json".to_string()]);
+        let text = std::fs::read_to_string(dir.join(&on_disk[0])).unwrap();
+        let written: Manifest = serde_json::from_str(&text).unwrap();
+        assert_eq!(written.name, "a");
+        assert!(Memory::lock(&memory).unwritten.is_empty());
     }
 }
