@@ -299,7 +299,8 @@ def _run_value(cmd: Command, mode: Optional[str], cwd: Optional[str], on_plan=No
         policy.bump("index_retries")
     if value["plan"] is not None and decide is not None:
         value = plans.settle(value, decide, progress)
-    views.note_bubble(value["target"])
+    if value["target"] is not None:
+        views.note_bubble(value["target"])
     if value["installed"] or value["removed"]:
         value["stale_modules"] = stale.stale_after(value, _words(cmd))
     if mode == policy.WATCH and value["environment"] is not None and value["target"] is None:

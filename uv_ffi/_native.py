@@ -64,8 +64,14 @@ def call_text(function: str, request: bytes) -> bytes:
 
 
 def run_text(request: bytes) -> bytes:
-    """``call_text("run", request)``, for the path of every call: no name is built or looked up."""
-    return _text_of(_run(request))
+    """``call_text("run", request)``, for the path of every call: no name is built or looked
+    up, and no further Python function is called (each costs about a microsecond on cold CPU
+    caches)."""
+    pointer = _run(request)
+    try:
+        return _string(pointer)
+    finally:
+        _free(pointer)
 
 
 def _text_of(pointer: Any) -> bytes:
