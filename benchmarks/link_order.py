@@ -94,6 +94,31 @@ def record(library: str, rounds: int, out_dir: str) -> None:
     subprocess.run(command, env=env, check=True)
     subprocess.run(callgrind + [sys.executable, os.path.join(HERE, "cli_session.py")],
                    env=env, check=True, stdout=subprocess.DEVNULL)
+    record_steady_state(library, out_dir)
+
+
+def record_steady_state(library: str, out_dir: str) -> None:
+    """Profile ``hot_session.py`` after its warm-up only, one profile per thread
+    (``hot.<pid>-01`` is the host's thread)."""
+    command = [
+        "valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
+        "--dump-instr=yes", "--compress-strings=no", "--compress-pos=no",
+        "--callgrind-out-file=%s/hot.%%p" % out_dir,
+        sys.executable, os.path.join(HERE, "hot_session.py"),
+    ]
+    env = dict(os.environ, UV_FFI_LIBRARY=library)
+    with subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as session:
+        if session.stdout.readline().strip() != "ready":
+            raise SystemExit("hot_session.py did not get ready")
+        subprocess.run(["callgrind_control", "--instr=on", str(session.pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        session.stdin.write("go\n")
+        session.stdin.flush()
+        if session.stdout.readline().strip() != "done":
+            raise SystemExit("hot_session.py failed")
+    if session.returncode:
+        raise SystemExit("hot_session.py exited with %d" % session.returncode)
 
 
 def symbols_run(profile: str, library: str, link_map: LinkMap) -> Set[str]:
@@ -114,6 +139,20 @@ def symbols_run(profile: str, library: str, link_map: LinkMap) -> Set[str]:
     return names
 
 
+def steady_state_ranks(out_dir: str, library: str, link_map: LinkMap) -> Dict[str, int]:
+    """0 for the functions the host's thread ran in ``hot_session.py``'s steady state (the C
+    entry points among them), 1 for those only its other threads ran."""
+    profiles = sorted(glob.glob(os.path.join(out_dir, "hot.*-*")))
+    rank: Dict[str, int] = {}
+    for profile in profiles[1:]:
+        rank.update(dict.fromkeys(symbols_run(profile, library, link_map), 1))
+    on_host_thread = symbols_run(profiles[0], library, link_map) if profiles else set()
+    if not on_host_thread:
+        raise SystemExit("the steady-state profile holds none of the library's functions")
+    rank.update(dict.fromkeys(on_host_thread, 0))
+    return rank
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--library", default=default_library(), help="a build of the library")
@@ -129,18 +168,23 @@ def main() -> int:
         profiles = glob.glob(os.path.join(out_dir, "callgrind.*"))
         for profile in profiles:
             used_by.update(symbols_run(profile, args.library, link_map))
+        rank = steady_state_ranks(out_dir, args.library, link_map)
     # The C entry points, called through libffi, are counted by callgrind as part of libffi's
     # function that called them: every host call runs one.
     for _, _, name in link_map.sections:
         if name.startswith("uv_ffi_"):
             used_by[name] = len(profiles)
-    ordered = sorted(used_by, key=lambda name: (-used_by[name], name))
+            rank[name] = 0
+    used_by.update(dict.fromkeys(rank, 0))  # counts unchanged; every ranked name listed
+    ordered = sorted(used_by, key=lambda name: (rank.get(name, 2), -used_by[name], name))
     with open(ORDER_FILE, "w", encoding="utf-8") as handle:
         handle.writelines(name + "\n" for name in ordered)
     hot = sum(size for _, size, name in link_map.sections if name in used_by)
     total = sum(size for _, size, _ in link_map.sections)
-    print("%d sections (%.1f of %.1f MB of code) from %d processes written to %s"
-          % (len(ordered), hot / 1e6, total / 1e6, len(profiles), ORDER_FILE))
+    steady = sum(size for _, size, name in link_map.sections if name in rank)
+    print("%d sections (%.1f of %.1f MB of code) from %d processes written to %s; the steady "
+          "state's %d first (%.2f MB)" % (len(ordered), hot / 1e6, total / 1e6, len(profiles),
+                                          ORDER_FILE, len(rank), steady / 1e6))
     return 0
 
 

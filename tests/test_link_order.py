@@ -85,6 +85,26 @@ def test_a_profile_names_the_functions_of_the_library_that_ran(tmp_path, link_ma
     assert ran == {"_RNvCs1_3foo5first", "aws_lc_sha256"}
 
 
+def test_the_host_thread_s_steady_state_ranks_first(tmp_path, link_map):
+    # hot_session.py's profile, one file per thread: the host's thread is the first.
+    library = tmp_path / "libuv_ffi.so"
+    library.write_bytes(b"")
+    host = "ob={library}\nfn=0xf47080\n0xf47080 0 1\n".format(library=library)
+    engine = "ob={library}\nfn=0xf47080\n0xf47080 0 1\nfn=0xf471d0\n0xf471d0 0 4\n".format(library=library)
+    (tmp_path / "hot.7-01").write_text(host)
+    (tmp_path / "hot.7-02").write_text(engine)
+    ranks = link_order.steady_state_ranks(str(tmp_path), str(library), link_map)
+    assert ranks == {"_RNvCs1_3foo5first": 0, "_ZN3foo4coldE": 1}
+    with pytest.raises(SystemExit):
+        link_order.steady_state_ranks(str(tmp_path / "none"), str(library), link_map)
+
+
+def test_the_link_order_file_begins_with_the_steady_state_s_entry_points():
+    with open(os.path.join(ROOT, "rust", "link-order.txt"), encoding="utf-8") as handle:
+        first = handle.read().splitlines()[:2000]
+    assert "uv_ffi_run" in first and "uv_ffi_string_free" in first
+
+
 def test_the_link_order_file_names_one_symbol_per_line():
     with open(os.path.join(ROOT, "rust", "link-order.txt"), encoding="utf-8") as handle:
         names = handle.read().splitlines()
