@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+import swap_world  # noqa: E402
 import uv_ffi  # noqa: E402
 from uv_ffi import sample_index  # noqa: E402
 
@@ -33,14 +33,10 @@ def main() -> int:
     parser.add_argument("--no-ops-only", action="store_true", help="repeat the no-op alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="uv-ffi-hot-") as root:
-        wheels = [sample_index.build_wheel(os.path.join(root, "wheels"), "hot-pkg", v, payload_files=100)
-                  for v in VERSIONS]
-        sample_index.write_simple_index(os.path.join(root, "index"), wheels)
-        venv = os.path.join(root, "venv")
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
-        with sample_index.StaticIndex(os.path.join(root, "index")) as index:
-            command = "pip install --python %s -i %s --link-mode %s --cache-dir %s hot-pkg==" % (
-                os.path.join(venv, "bin", "python"), index.url, args.link_mode, os.path.join(root, "cache"))
+        index_dir, python = swap_world.prepare(root, "hot-pkg", VERSIONS)
+        with sample_index.StaticIndex(index_dir) as index:
+            command = swap_world.install_command(
+                python, index.url, args.link_mode, os.path.join(root, "cache"), "hot-pkg")
             for version in VERSIONS + VERSIONS:
                 uv_ffi.install(command + version)
                 uv_ffi.install(command + version)

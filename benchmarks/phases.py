@@ -30,6 +30,7 @@ from typing import Dict, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+import swap_world  # noqa: E402
 import uv_ffi  # noqa: E402
 from uv_ffi import sample_index  # noqa: E402
 
@@ -46,14 +47,9 @@ def main(swaps: int, link_mode: str = "hardlink", case: str = "") -> int:
             subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
 
     root = tempfile.mkdtemp(prefix="uv-ffi-phases-")
-    wheels = [sample_index.build_wheel(os.path.join(root, "wheels"), "swap-pkg", v, payload_files=100)
-              for v in VERSIONS]
-    sample_index.write_simple_index(os.path.join(root, "index"), wheels)
-    venv = os.path.join(root, "venv")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
-    with sample_index.StaticIndex(os.path.join(root, "index")) as index:
-        command = "pip install --python %s -i %s --link-mode %s --cache-dir %s swap-pkg==" % (
-            os.path.join(venv, "bin", "python"), index.url, link_mode, os.path.join(root, "cache"))
+    index_dir, python = swap_world.prepare(root, "swap-pkg", VERSIONS)
+    with sample_index.StaticIndex(index_dir) as index:
+        command = swap_world.install_command(python, index.url, link_mode, os.path.join(root, "cache"), "swap-pkg")
         for version in VERSIONS + VERSIONS[:1]:  # warm-up: first install, then each way once
             uv_ffi.install(command + version)
         totals: List[float] = []
@@ -61,7 +57,7 @@ def main(swaps: int, link_mode: str = "hardlink", case: str = "") -> int:
         for i in range(swaps):
             version = VERSIONS[(i + 1) % 2]
             if "new" in cases:
-                uv_ffi.clear_stash(os.path.join(venv, "bin", "python"))
+                uv_ffi.clear_stash(python)
             other_process()
             start = time.perf_counter()
             result = uv_ffi.install(command + version)
