@@ -832,14 +832,15 @@ def test_the_stash_keeps_the_sixteen_most_recent_entries(make_venv, world):
 # 8. clear_stash and UV_FFI_STASH=0
 
 
-def test_clear_stash_removes_the_folder_once(make_venv, world):
+def test_clear_stash_empties_the_folder_once(make_venv, world):
     venv = make_venv()
     engine(venv.python, world.url, "%s==1.0" % MISC.name)
     engine(venv.python, world.url, "%s==1.1" % MISC.name)
     assert os.path.isdir(stash_of(venv.root))
 
     assert uv_ffi.clear_stash(venv.python) is True
-    assert not os.path.exists(stash_of(venv.root))
+    # The folder and its (empty) journal stay for the next swap.
+    assert os.listdir(stash_of(venv.root)) == ["journal"] and journal_is_clear(venv.root)
     assert uv_ffi.clear_stash(venv.python) is False
 
     _, restored = counts(venv.python)
@@ -854,7 +855,7 @@ def test_clear_stash_of_a_target_folder(make_venv, world, tmp_path):
     engine(venv.python, world.url, "%s==1.1" % MISC.name, target=target)
     assert manifests(target) != []
     assert uv_ffi.clear_stash(target=target) is True
-    assert not os.path.exists(stash_of(target))
+    assert manifests(target) == [] and os.listdir(stash_of(target)) == ["journal"]
     assert uv_ffi.clear_stash(target=target) is False
 
 

@@ -202,7 +202,9 @@ char *uv_ffi_view_forget(const char *request);
  * whole instead of deleted (UV_FFI_STASH=0 turns this off), and a later call that installs exactly
  * that wheel again (same cache archive, file name, hashes and cache info) moves them back, if
  * every file is as it was stashed.  The 16 most recent entries (at most 512 MiB) are kept.
- * Value {"cleared": bool (a stash was there), "folder": str|null (the stash folder looked at)}. */
+ * Every entry goes; the folder and its journal stay (the next swap need not make them again).
+ * Value {"cleared": bool (the stash held something), "folder": str|null (the stash folder
+ * looked at)}. */
 char *uv_ffi_stash_clear(const char *request);
 
 /* Request {}.  The next resolution revalidates every index page.  Value {"cleared": true}. */
