@@ -27,6 +27,7 @@ struct Held {
     handle: MutexGuard<'static, Option<Handle>>,
     engine: MutexGuard<'static, Option<Engine>>,
     _progress: crate::progress::LogLock,
+    _requests: crate::parsed::KeptLock,
 }
 
 thread_local! {
@@ -61,6 +62,7 @@ extern "C" fn before_fork() {
         handle: engine::lock_handle(),
         engine: engine::lock_engine(),
         _progress: crate::progress::lock_log(),
+        _requests: crate::parsed::lock_kept(),
     });
     if let Ok(held) = held {
         HELD.with(|slot| *slot.borrow_mut() = Some(held));

@@ -43,6 +43,16 @@ fn lock() -> std::sync::MutexGuard<'static, Option<Kept>> {
     KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// What is kept, locked: held across a fork (`fork.rs`), so that no thread is in the middle of
+/// changing it. No other lock is taken while it is held.
+pub struct KeptLock {
+    _kept: std::sync::MutexGuard<'static, Option<Kept>>,
+}
+
+pub fn lock_kept() -> KeptLock {
+    KeptLock { _kept: lock() }
+}
+
 /// The text of a `uv_ffi_run` request, read (an invalid request is an error, and not kept).
 pub fn run_request(text: &str) -> Result<Arc<ReadRequest>> {
     if let Some(found) = lock()

@@ -987,7 +987,8 @@ fn read_manifest(dir: &Path, entry: &Entry) -> Option<Manifest> {
 /// so its files go as uv's uninstall would remove them.
 pub fn write_unwritten(memory: &Mutex<Memory>) {
     // One writer at a time, so that a caller who finds nothing left to write knows that the
-    // manifests taken by another are on disk when it returns.
+    // manifests taken by another are on disk when it returns. Both callers hold the engine's
+    // lock, which a fork takes first (`fork.rs`): no fork happens while this is held.
     static WRITING: Mutex<()> = Mutex::new(());
     let _writing = WRITING
         .lock()
