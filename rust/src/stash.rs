@@ -986,13 +986,8 @@ fn read_manifest(dir: &Path, entry: &Entry) -> Option<Manifest> {
 /// the stash, goes. An entry whose manifest cannot be written (a full disk, say) is of no use,
 /// so its files go as uv's uninstall would remove them.
 pub fn write_unwritten(memory: &Mutex<Memory>) {
-    // One writer at a time, so that a caller who finds nothing left to write knows that the
-    // manifests taken by another are on disk when it returns. Both callers hold the engine's
-    // lock, which a fork takes first (`fork.rs`): no fork happens while this is held.
-    static WRITING: Mutex<()> = Mutex::new(());
-    let _writing = WRITING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Its callers (the idle work, `view_get`) hold the engine's lock: no two run at once, so a
+    // caller that finds nothing left to write knows every manifest taken is on disk.
     let pending: Vec<(Unwritten, Option<Vec<u8>>)> = {
         let mut memory = Memory::lock(memory);
         let unwritten = std::mem::take(&mut memory.unwritten);
