@@ -6,6 +6,8 @@ gives, with each call's own timings, and what is on disk must be what the result
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 
@@ -88,3 +90,64 @@ def test_an_invalid_request_sent_again_is_refused_again():
         reply = json.loads(_native.call_text("run", bad))
         assert not reply["ok"] and reply["error"]["kind"] == "invalid_json"
         assert "unknown field `colour`" in reply["error"]["message"]
+
+
+def test_a_satisfied_line_is_answered_from_what_it_found_before(venv, index):
+    line = command(venv, index, "alpha==1.0")
+    uv_ffi._SATISFIED.clear()
+    uv_ffi.install(line)
+    # The first satisfied reply is decoded; the next, met again, is kept for the line.
+    for _ in range(2):
+        uv_ffi.install(line)
+    assert line in uv_ffi._SATISFIED
+    seen = uv_ffi._SATISFIED[line]
+    text = _native.call_text("run", seen.request)
+    assert text.startswith(seen.head)
+    result = uv_ffi.install(line)
+    expected = fresh_result(text)
+    assert result.satisfied and result.installed == () and result.removed == ()
+    assert result.environment == expected.environment == venv.root
+    assert [name for name, _ in result.timings_us] == [name for name, _ in expected.timings_us]
+    assert result._fields == expected._fields
+    assert all(getattr(result, f) == getattr(expected, f) for f in result._fields if f != "timings_us")
+    assert uv_ffi.run(line) == (0, [], [], "")
+    assert venv.metadata_version("alpha") == "1.0"
+
+
+def test_a_line_satisfied_before_sees_what_changed_since(venv, index):
+    line = command(venv, index, "alpha==1.0")
+    uv_ffi._SATISFIED.clear()
+    for _ in range(3):
+        uv_ffi.install(line)
+    assert line in uv_ffi._SATISFIED
+    # Another tool removes the distribution: the kept answer no longer fits the reply.
+    for entry in os.listdir(venv.site_packages):
+        if entry.startswith("alpha"):
+            shutil.rmtree(os.path.join(venv.site_packages, entry))
+    assert venv.metadata_version("alpha") is None
+    result = uv_ffi.install(line)
+    assert result.installed == (("alpha", "1.0"),) and not result.satisfied
+    assert venv.metadata_version("alpha") == "1.0"
+    for entry in os.listdir(venv.site_packages):
+        if entry.startswith("alpha"):
+            shutil.rmtree(os.path.join(venv.site_packages, entry))
+    assert uv_ffi.run(line) == (0, [("alpha", "1.0")], [], "")
+    assert venv.metadata_version("alpha") == "1.0"
+
+
+def test_a_policy_change_is_not_answered_from_a_line_satisfied_before(venv, index):
+    line = command(venv, index, "alpha==1.0")
+    uv_ffi._SATISFIED.clear()
+    for _ in range(3):
+        uv_ffi.install(line)
+    sent = []
+    real, before = _native.run_text, uv_ffi.get_policy()
+    try:
+        _native.run_text = lambda request: sent.append(request) or real(request)
+        uv_ffi.set_policy("trust")
+        assert uv_ffi.install(line).satisfied
+    finally:
+        _native.run_text = real
+        uv_ffi.set_policy(before)
+    assert b'"check":false' in sent[-1]
+    assert uv_ffi._SATISFIED[line].mode == "trust"

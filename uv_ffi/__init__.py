@@ -161,7 +161,7 @@ class RunResult:
             # when first asked for) and stale modules.
             return cls._make(dict(
                 kept,
-                _timings_text=value[_TIMINGS_TEXT],
+                _reply_text=value[_REPLY_TEXT],
                 stale_modules=value.get("stale_modules", ()),
             ))
         return cls._make(cls._fields_of(value))
@@ -197,7 +197,10 @@ class _TimingsOnRead:
     def __get__(self, result: Optional[RunResult], owner: Any = None) -> Any:
         if result is None:
             return self
-        timings = tuple((phase, us) for phase, us in _native._loads(result.__dict__[_TIMINGS_TEXT]))
+        text = result.__dict__[_REPLY_TEXT]
+        # The library writes the timings last: `..., "timings_us": [...]}}`.
+        timings_text = text[text.rfind(_TIMINGS) + len(_TIMINGS):-2]
+        timings = tuple((phase, us) for phase, us in _native._loads(timings_text))
         result.__dict__["timings_us"] = timings
         return timings
 
@@ -254,20 +257,26 @@ def _request(cmd: Command, check: bool, cwd: Optional[str], plan: bool, progress
 _REPLIES: dict = {}
 _TIMINGS = b',"timings_us":'
 #: The keys under which a kept reply's value carries its RunResult fields (timings and stale
-#: modules aside) and the text of the call's own timings.
+#: modules aside) and its text up to the timings, and a value copied from it the whole text of
+#: the call's own reply (its timings are read from there when asked for).
 _KEPT_FIELDS = "_kept_fields"
-_TIMINGS_TEXT = "_timings_text"
+_REPLY_HEAD = "_reply_head"
+_REPLY_TEXT = "_reply_text"
 
 
 def _call_run(encoded: bytes) -> dict:
     """``uv_ffi_run``'s reply value: a fresh dict, decoded or copied from a kept reply."""
-    text = _native.run_text(encoded)
+    return _reply_value(_native.run_text(encoded))
+
+
+def _reply_value(text: bytes) -> dict:
+    """The value of ``uv_ffi_run``'s reply: a fresh dict, decoded or copied from a kept reply."""
     cut = text.rfind(_TIMINGS)
-    head = text[:cut] if cut > 0 else None
+    head = text[:cut + len(_TIMINGS)] if cut > 0 else None
     kept = _REPLIES.get(head) if head is not None else None
     if kept is not None:
         value = dict(kept)
-        value[_TIMINGS_TEXT] = text[cut + len(_TIMINGS):-2]
+        value[_REPLY_TEXT] = text
         return value
     value = _native.value_of(text)
     if head is not None and value["engine"] == "warm" and value["plan"] is None and value["progress"] is None:
@@ -278,6 +287,7 @@ def _call_run(encoded: bytes) -> dict:
         fields = RunResult._fields_of(value)
         del fields["timings_us"], fields["stale_modules"]
         template[_KEPT_FIELDS] = fields
+        template[_REPLY_HEAD] = head
         _REPLIES[head] = template
     return value
 
@@ -294,6 +304,12 @@ def _run_value(cmd: Command, mode: Optional[str], cwd: Optional[str], on_plan=No
         value = _call_run(encoded)
     else:
         value = _progress.run_with_progress(lambda: _call_run(encoded), progress)
+    return _settled(value, cmd, mode, decide, progress)
+
+
+def _settled(value: dict, cmd: Command, mode: str, decide, progress) -> dict:
+    """A reply's value after the facade's part: the counters, the plan's decision, the stale
+    modules and the watch of the environment."""
     if value["index_retried"]:
         # The engine retried with fresh index pages (a release published since they were kept).
         policy.bump("index_retries")
@@ -306,6 +322,61 @@ def _run_value(cmd: Command, mode: Optional[str], cwd: Optional[str], on_plan=No
     if mode == policy.WATCH and value["environment"] is not None and value["target"] is None:
         policy.watch_environment(value["environment"])
     return value
+
+
+class _Satisfied:
+    """A command line whose plain call (no mode, cwd or callbacks of its own) the engine found
+    satisfied: the request that call sends under the policy of then, the reply's text up to its
+    timings, and the result's fields.
+
+    A later plain call of the same line whose reply starts with that text gets the same result
+    with its own timings, without decoding the reply or the facade's policy steps: the text
+    holds every field, and a satisfied reply leaves those steps nothing to do. This is the call a
+    host repeats most (about 60 us less on cold CPU caches than the path of other calls)."""
+
+    __slots__ = ("mode", "index_ttl", "request", "head", "fields")
+
+    def __init__(self, mode: str, index_ttl: float, request: bytes, head: bytes, fields: dict) -> None:
+        self.mode, self.index_ttl, self.request, self.head = mode, index_ttl, request, head
+        self.fields = dict(fields, stale_modules=())
+
+
+#: By command line: a host repeats a few.
+_SATISFIED: dict = {}
+
+
+def _plain_call(cmd: Command) -> Tuple[Optional[_Satisfied], Any]:
+    """Run a command given no per-call options: ``(seen, reply text)`` when the reply is the one
+    ``seen`` kept for it (see :class:`_Satisfied`), else ``(None, the reply's value)``."""
+    seen = _SATISFIED.get(cmd) if cmd.__class__ is str else None
+    mode = policy._mode
+    if seen is not None and seen.mode == mode and seen.index_ttl == policy._index_ttl and plans._callback is None:
+        text = _native.run_text(seen.request)
+        if text.startswith(seen.head):
+            return seen, text
+        return None, _settled(_reply_value(text), cmd, mode, None, None)
+    value = _run_value(cmd, None, None)
+    if cmd.__class__ is str:
+        _note_if_satisfied(cmd, value)
+    return None, value
+
+
+def _note_if_satisfied(cmd: str, value: dict) -> None:
+    """Keep a plain call's reply for :class:`_Satisfied` when it found everything satisfied and
+    the policy leaves nothing to do for such a reply (no watch, no plan callback)."""
+    head = value.get(_REPLY_HEAD)
+    mode = policy._mode
+    if (head is None or not value["satisfied"] or value["installed"] or value["removed"]
+            or value["target"] is not None or value["index_retried"] or value["exit_code"] != 0
+            or mode == policy.WATCH or plans._callback is not None):
+        return
+    if len(_SATISFIED) >= 64:
+        _SATISFIED.clear()
+    request = _request(cmd, policy.check_before_use(mode), None, False, False)
+    _SATISFIED[cmd] = _Satisfied(mode, policy._index_ttl, request, head, value[_KEPT_FIELDS])
+
+
+_new_object = object.__new__
 
 
 def install(
@@ -327,6 +398,17 @@ def install(
     :func:`set_plan_callback`). ``progress(event)`` receives a warm call's
     :class:`ProgressEvent` objects on this thread while it runs (see :mod:`uv_ffi.progress`).
     """
+    if mode is None and cwd is None and on_plan is None and progress is None:
+        seen, answer = _plain_call(cmd)
+        if seen is None:
+            return RunResult.from_json(answer)
+        # Satisfied as before: the kept fields and this reply's text (the timings are read
+        # from it when asked for).
+        result = _new_object(RunResult)
+        fields = result.__dict__
+        fields.update(seen.fields)
+        fields[_REPLY_TEXT] = answer
+        return result
     try:
         return RunResult.from_json(_run_value(cmd, mode, cwd, on_plan, progress))
     except ProgressCallbackError as exc:
@@ -352,9 +434,11 @@ def run(cmd: Command) -> Tuple[int, List[Pair], List[Pair], str]:
     """Upstream-compatible: ``(exit_code, installed, removed, error)``; never raises for a
     failed command (``error`` holds uv's explanation, ``""`` on success)."""
     try:
-        value = _run_value(cmd, None, None)
+        seen, value = _plain_call(cmd)
     except UvFfiError as exc:
         return exc.exit_code, [], [], exc.full_text()
+    if seen is not None:
+        return 0, [], [], ""  # satisfied as before
     if value["exit_code"] != 0:
         # uv's parser printed help instead of running anything (`uv` alone, `uv pip`).
         return value["exit_code"], [], [], value["stderr"].rstrip("\n")
