@@ -190,8 +190,9 @@ const FAST_OPTIONS_MORE: [(&str, bool, bool); 6] = [
 /// `UV_LINK_MODE` is unset or names a link mode (an invalid value is left to uv's parser, which
 /// reports it in its own words).
 pub fn valid_link_mode_variable() -> bool {
-    std::env::var_os("UV_LINK_MODE")
-        .is_none_or(|value| value.to_str().is_some_and(|v| LINK_MODES.contains(&v)))
+    crate::vars::with_value(c"UV_LINK_MODE", |value| {
+        value.is_none_or(|v| LINK_MODES.iter().any(|mode| mode.as_bytes() == v))
+    })
 }
 
 const LINK_MODES: [&str; 4] = ["clone", "copy", "hardlink", "symlink"];

@@ -62,11 +62,10 @@ impl ConfigProbe {
     /// command run in `cwd`. An unreadable or invalid file counts as applying, so that uv's
     /// own command line reports it exactly as uv would.
     pub fn applies(&mut self, cwd: &Path) -> bool {
-        let places = places();
         if self
             .answers
             .get(cwd)
-            .is_some_and(|answer| answer.places != places)
+            .is_some_and(|answer| !same_places(&answer.places))
         {
             // The host pointed uv elsewhere for the user's or the system's files.
             self.answers.remove(cwd);
@@ -107,7 +106,7 @@ impl ConfigProbe {
             applies,
             watched,
             unwatchable: !watched,
-            places,
+            places: places(),
         };
         self.answers.insert(cwd.to_path_buf(), answer);
         applies
@@ -180,11 +179,27 @@ fn settings_found(cwd: &Path) -> bool {
 
 /// The variables uv reads to find the user's configuration folder (`XDG_CONFIG_HOME`, else
 /// `HOME`) and the system's (`XDG_CONFIG_DIRS`): a change moves the files [`candidates`] names.
+const PLACES: [&std::ffi::CStr; 3] = [c"XDG_CONFIG_HOME", c"HOME", c"XDG_CONFIG_DIRS"];
+
+/// The values of [`PLACES`].
 fn places() -> Vec<Option<std::ffi::OsString>> {
-    ["XDG_CONFIG_HOME", "HOME", "XDG_CONFIG_DIRS"]
+    PLACES
         .into_iter()
-        .map(std::env::var_os)
+        .map(|name| crate::vars::with_value(name, owned))
         .collect()
+}
+
+/// Whether the values of [`PLACES`] are still `kept`: compared in place, as every call asks.
+fn same_places(kept: &[Option<std::ffi::OsString>]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    PLACES.iter().zip(kept).all(|(name, kept)| {
+        crate::vars::with_value(name, |value| value == kept.as_ref().map(|k| k.as_bytes()))
+    })
+}
+
+fn owned(value: Option<&[u8]>) -> Option<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    value.map(|v| std::ffi::OsStr::from_bytes(v).to_os_string())
 }
 
 /// Every file whose appearance, change or removal may change the answer for `cwd`.

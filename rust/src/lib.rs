@@ -34,4 +34,5 @@ mod stages;
 mod staging;
 mod stash;
 mod uninstall;
+mod vars;
 mod watch;

@@ -1,7 +1,7 @@
 //! The engine prints nothing unless asked: `-v` on a command, or `UV_FFI_LOG=1` for everything.
 
 pub fn enabled() -> bool {
-    std::env::var_os("UV_FFI_LOG").is_some_and(|v| !v.is_empty() && v != "0")
+    crate::vars::switched_on(c"UV_FFI_LOG")
 }
 
 /// Print the changelog the way uv's CLI does (` - name==old`, ` + name==new`) to stderr.

@@ -48,5 +48,5 @@ impl Profile {
 }
 
 fn enabled() -> bool {
-    std::env::var_os("UV_FFI_PROFILE").is_some_and(|v| !v.is_empty() && v != "0")
+    crate::vars::switched_on(c"UV_FFI_PROFILE")
 }
