@@ -274,10 +274,10 @@ impl Engine {
         // Relative paths are relative to the caller's directory at call time, not to the
         // directory the process had when uv first looked.
         let request_text = python.map(|p| {
-            if p.contains(std::path::MAIN_SEPARATOR) {
-                absolute(cwd, p).to_string_lossy().into_owned()
+            if p.contains(std::path::MAIN_SEPARATOR) && !Path::new(p).is_absolute() {
+                std::borrow::Cow::Owned(absolute(cwd, p).to_string_lossy().into_owned())
             } else {
-                p.to_string()
+                std::borrow::Cow::Borrowed(p)
             }
         });
         let memo_key = match &request_text {
@@ -812,12 +812,34 @@ async fn init_cache(dir: &Path) -> Result<Cache> {
 }
 
 pub fn current_dir() -> Result<PathBuf> {
-    std::env::current_dir().map_err(|err| {
+    let unreadable = |err: std::io::Error| {
         FfiError::new(
             ErrorKind::Internal,
             format!("The current directory is not readable: {err}"),
         )
-    })
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        // Every call reads it: into the stack, then one allocation of its size (the standard
+        // library's version allocates 512 bytes and then shrinks them).
+        let mut buffer = std::mem::MaybeUninit::<[u8; 4096]>::uninit();
+        // SAFETY: `getcwd` writes at most the buffer's length, a NUL-terminated path, on success.
+        let found = unsafe { libc::getcwd(buffer.as_mut_ptr().cast(), 4096) };
+        if found.is_null() {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ERANGE) {
+                return Err(unreadable(err));
+            }
+            // Longer than the buffer: the standard library grows its own.
+            return std::env::current_dir().map_err(unreadable);
+        }
+        // SAFETY: `getcwd` succeeded, so the buffer holds a NUL-terminated path.
+        let path = unsafe { std::ffi::CStr::from_ptr(found) };
+        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(path.to_bytes())))
+    }
+    #[cfg(not(unix))]
+    std::env::current_dir().map_err(unreadable)
 }
 
 fn absolute(cwd: &Path, path: &str) -> PathBuf {

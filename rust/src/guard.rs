@@ -27,13 +27,47 @@ struct Err<'a> {
     error: &'a FfiError,
 }
 
-/// Serialise an outcome as the reply envelope.
-pub fn envelope<T: Serialize>(outcome: &Result<T, FfiError>) -> String {
-    let text = match outcome {
-        Result::Ok(value) => serde_json::to_string(&Ok { ok: true, value }),
-        Result::Err(error) => serde_json::to_string(&Err { ok: false, error }),
-    };
-    text.unwrap_or_else(|_| LAST_RESORT.to_string())
+/// Serialise an outcome as the reply envelope, ready for C.
+///
+/// It is written into this thread's buffer, then copied into an allocation of exactly its
+/// size: a `String` grown while writing, then made a `CString`, would reallocate three or four
+/// times per reply.
+pub fn envelope<T: Serialize>(outcome: &Result<T, FfiError>) -> CString {
+    thread_local! {
+        static WRITTEN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    WRITTEN.with_borrow_mut(|written| {
+        written.clear();
+        let serialised = match outcome {
+            Result::Ok(value) => serde_json::to_writer(&mut *written, &Ok { ok: true, value }),
+            Result::Err(error) => serde_json::to_writer(&mut *written, &Err { ok: false, error }),
+        };
+        let reply = match serialised {
+            Result::Ok(()) => c_string(written),
+            Result::Err(_) => last_resort(),
+        };
+        if written.capacity() > KEEP_WRITTEN {
+            // A large reply (a long listing) once does not stay resident.
+            *written = Vec::new();
+        }
+        reply
+    })
+}
+
+/// The largest buffer [`envelope`] keeps between replies.
+const KEEP_WRITTEN: usize = 64 * 1024;
+
+/// A copy of `bytes` with a NUL after them, in one allocation of that size. JSON never contains
+/// a raw NUL, but be safe if it somehow does.
+fn c_string(bytes: &[u8]) -> CString {
+    let mut copy = Vec::with_capacity(bytes.len() + 1);
+    copy.extend_from_slice(bytes);
+    copy.push(0);
+    CString::from_vec_with_nul(copy).unwrap_or_else(|_| last_resort())
+}
+
+fn last_resort() -> CString {
+    CString::new(LAST_RESORT).expect("constant has no NUL")
 }
 
 /// Read a borrowed, NUL-terminated UTF-8 string from C.
@@ -57,11 +91,11 @@ pub unsafe fn read_input<'a>(input: *const c_char) -> Result<&'a str, FfiError> 
     })
 }
 
-/// Parse a request, run `op`, and return the envelope as text. Panics become `{"kind": "panic"}`.
+/// Parse a request, run `op`, and return the envelope. Panics become `{"kind": "panic"}`.
 pub fn call_str<Req, Resp>(
     input: Result<&str, FfiError>,
     op: impl FnOnce(Req) -> Result<Resp, FfiError>,
-) -> String
+) -> CString
 where
     Req: DeserializeOwned,
     Resp: Serialize,
@@ -69,17 +103,16 @@ where
     call_text(input, |text| op(parse_request(text)?))
 }
 
-/// Run `op` on the request's text (it reads the request itself) and return the envelope as
-/// text. Panics become `{"kind": "panic"}`.
+/// Run `op` on the request's text (it reads the request itself) and return the envelope.
+/// Panics become `{"kind": "panic"}`.
 pub fn call_text<Resp: Serialize>(
     input: Result<&str, FfiError>,
     op: impl FnOnce(&str) -> Result<Resp, FfiError>,
-) -> String {
+) -> CString {
     let _inside = enter();
     let outcome = catch_unwind(AssertUnwindSafe(|| op(input?)))
         .unwrap_or_else(|payload| Err(panic_error(payload.as_ref())));
-    catch_unwind(AssertUnwindSafe(|| envelope(&outcome)))
-        .unwrap_or_else(|_| LAST_RESORT.to_string())
+    catch_unwind(AssertUnwindSafe(|| envelope(&outcome))).unwrap_or_else(|_| last_resort())
 }
 
 /// A request: a JSON object of `Req`'s fields.
@@ -110,8 +143,7 @@ where
     Resp: Serialize,
 {
     // SAFETY: forwarded from the caller.
-    let text = call_str(unsafe { read_input(input) }, op);
-    into_c_string(text)
+    call_str(unsafe { read_input(input) }, op).into_raw()
 }
 
 /// A request's text, for an op that reads it itself (see [`call_on_text`]): a `Req`, as JSON.
@@ -136,15 +168,7 @@ pub unsafe fn call_on_text<Req, Resp: Serialize>(
         })
     };
     // SAFETY: forwarded from the caller.
-    let text = call_text(unsafe { read_input(input) }, op);
-    into_c_string(text)
-}
-
-/// Hand a string to C. JSON never contains a raw NUL, but be safe if it somehow does.
-pub fn into_c_string(text: String) -> *mut c_char {
-    CString::new(text)
-        .unwrap_or_else(|_| CString::new(LAST_RESORT).expect("constant has no NUL"))
-        .into_raw()
+    call_text(unsafe { read_input(input) }, op).into_raw()
 }
 
 /// Describe a caught panic payload.

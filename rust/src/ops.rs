@@ -238,7 +238,7 @@ fn run_warm(
             if one_off && !may_swap_here {
                 return Ok((false, None));
             }
-            if !one_off {
+            if !one_off && engine.last_env.as_ref() != Some(&key) {
                 engine.last_env = Some(key.clone());
             }
             let (_, state) = engine.parts(&key);

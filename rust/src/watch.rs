@@ -209,17 +209,20 @@ const WATCHED_EVENTS: u32 = libc::IN_MODIFY
 pub(crate) fn read_events(fd: &std::os::fd::OwnedFd, events: &mut Vec<(i32, u32, Vec<u8>)>) {
     use std::os::fd::AsRawFd;
     const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
-    // On the stack: this runs on every swap, and almost always finds nothing pending.
-    let mut buffer = [0u8; 4096];
+    // On the stack, and not zeroed (4 KiB of stores): this runs on every call, and almost
+    // always finds nothing pending.
+    let mut space = std::mem::MaybeUninit::<[u8; 4096]>::uninit();
     loop {
-        // SAFETY: the buffer is valid for its whole length.
-        let read = unsafe { libc::read(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+        // SAFETY: the buffer is valid for writes of its whole length.
+        let read = unsafe { libc::read(fd.as_raw_fd(), space.as_mut_ptr().cast(), 4096) };
         let Ok(read) = usize::try_from(read) else {
             return; // EAGAIN: nothing pending (or an error: nothing more to learn)
         };
         if read == 0 {
             return;
         }
+        // SAFETY: the kernel wrote the first `read` bytes.
+        let buffer = unsafe { std::slice::from_raw_parts(space.as_ptr().cast::<u8>(), read) };
         let mut at = 0;
         while at + HEADER <= read {
             // SAFETY: the kernel wrote a whole event header at `at`; read unaligned.
