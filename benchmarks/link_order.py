@@ -8,8 +8,9 @@ The benchmark's stages (``compare.py``, a few rounds, this engine and ``uv`` onl
 resolution) and a session through the rest of uv's command line (``cli_session.py``) run with
 each process under valgrind's callgrind. Each instruction of the library that ran is looked up
 in the linker's map of that build (``rust/build.rs`` writes it beside the library), and the
-function of every code section that ran in any process is written to the file, those run by
-the most processes first. ``build.rs`` hands the file to LLD's ``--symbol-ordering-file``, so
+function of every code section that ran in any process is written to the file: first those the
+host's thread runs in a warm no-op, then the rest of a host's steady state
+(``hot_session.py``), then those run by the most processes. ``build.rs`` hands the file to LLD's ``--symbol-ordering-file``, so
 that the code a host runs is laid out side by side and a process maps fewer of the library's
 pages.
 
@@ -33,6 +34,8 @@ from typing import Dict, List, Set, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ORDER_FILE = os.path.join(ROOT, "rust", "link-order.txt")
+#: The entry points of the warm no-op: the reply and its release.
+NO_OP_ENTRY_POINTS = ("uv_ffi_run", "uv_ffi_string_free")
 
 
 def default_library() -> str:
@@ -98,15 +101,21 @@ def record(library: str, rounds: int, out_dir: str) -> None:
 
 
 def record_steady_state(library: str, out_dir: str) -> None:
-    """Profile ``hot_session.py`` after its warm-up only, one profile per thread
-    (``hot.<pid>-01`` is the host's thread)."""
-    command = [
-        "valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
-        "--dump-instr=yes", "--compress-strings=no", "--compress-pos=no",
-        "--callgrind-out-file=%s/hot.%%p" % out_dir,
-        sys.executable, os.path.join(HERE, "hot_session.py"),
-    ]
-    env = dict(os.environ, UV_FFI_LIBRARY=library)
+    """Profile ``hot_session.py`` after its warm-up only, one profile per thread (``*-01`` is the
+    host's thread): once repeating the warm no-op alone (``noop.<pid>-*``), once its whole
+    steady state (``hot.<pid>-*``)."""
+    for name, options in (("noop", ["--no-ops-only", "--rounds", "20"]), ("hot", [])):
+        command = [
+            "valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
+            "--dump-instr=yes", "--compress-strings=no", "--compress-pos=no",
+            "--callgrind-out-file=%s/%s.%%p" % (out_dir, name),
+            sys.executable, os.path.join(HERE, "hot_session.py"), *options,
+        ]
+        run_after_warm_up(command, dict(os.environ, UV_FFI_LIBRARY=library))
+
+
+def run_after_warm_up(command: List[str], env: Dict[str, str]) -> None:
+    """Run ``hot_session.py`` under callgrind with instrumentation turned on once it is ready."""
     with subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True) as session:
         if session.stdout.readline().strip() != "ready":
@@ -140,16 +149,20 @@ def symbols_run(profile: str, library: str, link_map: LinkMap) -> Set[str]:
 
 
 def steady_state_ranks(out_dir: str, library: str, link_map: LinkMap) -> Dict[str, int]:
-    """0 for the functions the host's thread ran in ``hot_session.py``'s steady state (the C
-    entry points among them), 1 for those only its other threads ran."""
-    profiles = sorted(glob.glob(os.path.join(out_dir, "hot.*-*")))
+    """0 for the functions the host's thread ran in the warm no-op (the call a host repeats
+    most, and the one most often made on cold CPU caches), 1 for those it ran in the rest of
+    ``hot_session.py``'s steady state (the C entry points among them), 2 for those only other
+    threads ran."""
     rank: Dict[str, int] = {}
-    for profile in profiles[1:]:
-        rank.update(dict.fromkeys(symbols_run(profile, library, link_map), 1))
-    on_host_thread = symbols_run(profiles[0], library, link_map) if profiles else set()
+    threads = sorted(glob.glob(os.path.join(out_dir, "hot.*-*")))
+    for profile in threads[1:] + sorted(glob.glob(os.path.join(out_dir, "noop.*-*")))[1:]:
+        rank.update(dict.fromkeys(symbols_run(profile, library, link_map), 2))
+    on_host_thread = symbols_run(threads[0], library, link_map) if threads else set()
     if not on_host_thread:
         raise SystemExit("the steady-state profile holds none of the library's functions")
-    rank.update(dict.fromkeys(on_host_thread, 0))
+    rank.update(dict.fromkeys(on_host_thread, 1))
+    no_op = sorted(glob.glob(os.path.join(out_dir, "noop.*-01")))
+    rank.update(dict.fromkeys(symbols_run(no_op[0], library, link_map) if no_op else (), 0))
     return rank
 
 
@@ -174,9 +187,9 @@ def main() -> int:
     for _, _, name in link_map.sections:
         if name.startswith("uv_ffi_"):
             used_by[name] = len(profiles)
-            rank[name] = 0
+            rank[name] = 0 if name in NO_OP_ENTRY_POINTS else min(rank.get(name, 1), 1)
     used_by.update(dict.fromkeys(rank, 0))  # counts unchanged; every ranked name listed
-    ordered = sorted(used_by, key=lambda name: (rank.get(name, 2), -used_by[name], name))
+    ordered = sorted(used_by, key=lambda name: (rank.get(name, 3), -used_by[name], name))
     with open(ORDER_FILE, "w", encoding="utf-8") as handle:
         handle.writelines(name + "\n" for name in ordered)
     hot = sum(size for _, size, name in link_map.sections if name in used_by)

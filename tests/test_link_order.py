@@ -85,16 +85,19 @@ def test_a_profile_names_the_functions_of_the_library_that_ran(tmp_path, link_ma
     assert ran == {"_RNvCs1_3foo5first", "aws_lc_sha256"}
 
 
-def test_the_host_thread_s_steady_state_ranks_first(tmp_path, link_map):
-    # hot_session.py's profile, one file per thread: the host's thread is the first.
+def test_the_host_thread_s_no_op_ranks_first_then_its_steady_state(tmp_path, link_map):
+    # hot_session.py's profiles, one file per thread: the host's thread is the first.
     library = tmp_path / "libuv_ffi.so"
     library.write_bytes(b"")
-    host = "ob={library}\nfn=0xf47080\n0xf47080 0 1\n".format(library=library)
-    engine = "ob={library}\nfn=0xf47080\n0xf47080 0 1\nfn=0xf471d0\n0xf471d0 0 4\n".format(library=library)
-    (tmp_path / "hot.7-01").write_text(host)
-    (tmp_path / "hot.7-02").write_text(engine)
+    first = "ob={library}\nfn=0xf47080\n0xf47080 0 1\n".format(library=library)
+    cold = "ob={library}\nfn=0xf471d0\n0xf471d0 0 4\n".format(library=library)
+    sha = "ob={library}\nfn=0xf472e0\n0xf472e0 0 2\n".format(library=library)
+    (tmp_path / "noop.5-01").write_text(first)
+    (tmp_path / "noop.5-02").write_text(cold)
+    (tmp_path / "hot.7-01").write_text(first + sha)
+    (tmp_path / "hot.7-02").write_text(first + cold)
     ranks = link_order.steady_state_ranks(str(tmp_path), str(library), link_map)
-    assert ranks == {"_RNvCs1_3foo5first": 0, "_ZN3foo4coldE": 1}
+    assert ranks == {"_RNvCs1_3foo5first": 0, "aws_lc_sha256": 1, "_ZN3foo4coldE": 2}
     with pytest.raises(SystemExit):
         link_order.steady_state_ranks(str(tmp_path / "none"), str(library), link_map)
 
