@@ -601,23 +601,27 @@ pub fn swap_by_renames(
     if !plan.remote.is_empty() || keys.len() != plan.cached.len() {
         return Renamed::Untouched;
     }
+    // Taken out, not copied (each holds a stamp per file); put back if nothing moves.
     let replaced: Vec<(InstalledDist, Option<Installed>)> = plan
         .reinstalls
         .into_iter()
         .map(|dist| {
-            let known = state.installed_wheels.get(&install::installed_pair(&dist));
-            let known = known.cloned();
+            let known = state
+                .installed_wheels
+                .remove(&install::installed_pair(&dist));
             (dist, known)
         })
         .collect();
     let (hits, checked) = check_stash(Some(&mut stash), &keys, &replaced);
     if hits.iter().any(Option::is_none) || checked.iter().any(Option::is_none) {
+        for (dist, known) in replaced {
+            if let Some(known) = known {
+                state
+                    .installed_wheels
+                    .insert(install::installed_pair(&dist), known);
+            }
+        }
         return Renamed::Untouched;
-    }
-    for (dist, _) in &replaced {
-        state
-            .installed_wheels
-            .remove(&install::installed_pair(dist));
     }
     let (mut removed, kept_in_place) = stash_out(Some(&mut stash), replaced, checked, state);
     state.stash_untidy = true;
@@ -686,7 +690,7 @@ fn stash_out(
     for ((dist, known), bytecode) in replaced.into_iter().zip(checked) {
         let moved = known
             .zip(bytecode)
-            .and_then(|(installed, bytecode)| stash.stash_out(&dist, &installed, &bytecode));
+            .and_then(|(installed, bytecode)| stash.stash_out(&dist, installed, &bytecode));
         match moved {
             Some(pair) => {
                 progress::emit(progress::Event::Uninstalled {

@@ -419,7 +419,7 @@ impl Stash {
     pub fn stash_out(
         &mut self,
         dist: &InstalledDist,
-        installed: &Installed,
+        installed: Installed,
         bytecode: &[String],
     ) -> Option<(String, String)> {
         let site = self.site.clone();
@@ -445,11 +445,12 @@ impl Stash {
                 let _ = std::fs::remove_dir_all(path);
             }
         }
-        let files = restamp(installed.stamps.clone(), &items, |item| {
+        let key_hash = installed.key.hash();
+        let files = restamp(installed.stamps, &items, |item| {
             self.dir.join(&item.stashed)
         });
         let manifest = Manifest {
-            key: installed.key.clone(),
+            key: installed.key,
             name: dist.name().to_string(),
             version: dist.version().to_string(),
             items,
@@ -462,7 +463,7 @@ impl Stash {
         };
         let entry = Entry {
             id,
-            key_hash: installed.key.hash(),
+            key_hash,
             bytes: manifest.bytes,
         };
         let spare = self.spares.pop();
@@ -773,14 +774,15 @@ fn holds(
         };
         for (key, stamp) in std::iter::once(own).chain(descendants(expected, &below)) {
             met += 1;
+            let is_root = key == name;
+            if check == Check::Roots && !is_root {
+                continue; // only the roots are looked at: no path to build
+            }
             let path = match key.strip_prefix(&below) {
                 Some(rest) => root.join(rest),
                 None => root.clone(),
             };
-            let is_root = key == name;
-            let holds = if check == Check::Roots && !is_root {
-                true
-            } else if stamp.size == FOLDER && check == Check::Roots {
+            let holds = if stamp.size == FOLDER && check == Check::Roots {
                 is_folder(&path, stamp)
             } else if stamp.size == FOLDER {
                 folder_holds(&path, key, stamp, expected, bytecode)
