@@ -408,6 +408,10 @@ class Bench:
                 if not tool.worker.call({"op": "clear_stash", "python": python})["cleared"]:
                     raise Failure("no stash to clear before the swap (the swap before stashed nothing)")
             elapsed = step(tool, version)
+            if tool.worker.last_phases:
+                # The engine's own account of this swap, for the table of phases.
+                for phase, us in tool.worker.last_phases.items():
+                    self.phases.setdefault("%s, %s" % (scenario, tool.name), {}).setdefault(phase, []).append(us)
             now = self.stash_counts(tool)
             before, counts[tool.name] = counts[tool.name], now
             got = (now[0] - before[0], now[1] - before[1])
