@@ -148,6 +148,20 @@ def test_an_install_elsewhere_names_no_stale_modules(venv, index):
     assert result.stale_modules == ()
 
 
+
+def test_an_environment_found_elsewhere_is_not_looked_at_again(tmp_path, monkeypatch):
+    from uv_ffi import stale
+    looked_at = []
+    real = stale._identity
+    monkeypatch.setattr(stale, "_identity", lambda path: looked_at.append(path) or real(path))
+    monkeypatch.setattr(stale, "_elsewhere", set())
+    other = str(tmp_path)
+    assert not stale._runs_here(other, None) and not stale._runs_here(other, None)
+    assert looked_at.count(other) == 1
+    # This process's own environment is still looked at, and found, every time.
+    assert stale._runs_here(sys.prefix, None) and stale._runs_here(sys.prefix, None)
+    assert looked_at.count(sys.prefix) >= 2 and sys.prefix not in stale._elsewhere
+
 MAGIC_SESSION = textwrap.dedent('''
     import json, sys
     from IPython.testing.globalipapp import start_ipython

@@ -229,7 +229,7 @@ _REQUESTS: dict = {}
 def _request(cmd: Command, check: bool, cwd: Optional[str], plan: bool, progress: bool) -> bytes:
     """The request of ``uv_ffi_run``, built by hand (the fields are fixed) or kept from a call
     with the same inputs."""
-    ttl_ms = int(policy.get_index_ttl() * 1000)
+    ttl_ms = int(policy._index_ttl * 1000)
     key = (cmd, check, ttl_ms, cwd, plan, progress) if isinstance(cmd, str) else None
     encoded = _REQUESTS.get(key) if key is not None else None
     if encoded is not None:
@@ -318,7 +318,7 @@ def _settled(value: dict, cmd: Command, mode: str, decide, progress) -> dict:
     if value["target"] is not None:
         views.note_bubble(value["target"])
     if value["installed"] or value["removed"]:
-        value["stale_modules"] = stale.stale_after(value, _words(cmd))
+        value["stale_modules"] = stale.stale_after(value, lambda: _words(cmd))
     if mode == policy.WATCH and value["environment"] is not None and value["target"] is None:
         policy.watch_environment(value["environment"])
     return value
@@ -355,7 +355,12 @@ def _plain_call(cmd: Command) -> Tuple[Optional[_Satisfied], Any]:
         if text.startswith(seen.head):
             return seen, text
         return None, _settled(_reply_value(text), cmd, mode, None, None)
-    value = _run_value(cmd, None, None)
+    if plans._callback is None:
+        # _run_value's steps for a call with no options and no plan callback, in this frame.
+        request = _request(cmd, mode != policy.TRUST, None, False, False)
+        value = _settled(_reply_value(_native.run_text(request)), cmd, mode, None, None)
+    else:
+        value = _run_value(cmd, None, None)
     if cmd.__class__ is str:
         _note_if_satisfied(cmd, value)
     return None, value

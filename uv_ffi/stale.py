@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import warnings
-from typing import Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
 
 __all__ = ["StaleModulesWarning", "stale_after"]
 
@@ -38,17 +38,28 @@ def _identity(path: str) -> Optional[Tuple[int, int]]:
 _own_prefix: Optional[Tuple[int, int]] = None
 
 
+#: Environments found to be other folders than this process's own, by path: a host swapping
+#: in another environment asks about the same few on every call, and a ``stat`` costs a call
+#: about 5 us on cold CPU caches. A path that held another folder would become this process's
+#: own only if its environment's folder were moved there while it runs.
+_elsewhere: Set[str] = set()
+
+
 def _runs_here(environment: Optional[str], target: Optional[str]) -> bool:
     """Whether the call acted on this process's environment, or on a folder on its sys.path."""
     global _own_prefix
     if target is not None:
         folder = _identity(target)
         return folder is not None and any(_identity(p) == folder for p in sys.path if p)
-    if environment is None:
+    if environment is None or environment in _elsewhere:
         return False
     if _own_prefix is None:
         _own_prefix = _identity(sys.prefix)
     here = _identity(environment)
+    if here is not None and here != _own_prefix:
+        if len(_elsewhere) >= 64:
+            _elsewhere.clear()
+        _elsewhere.add(environment)
     return here is not None and here == _own_prefix
 
 
@@ -77,21 +88,22 @@ def _imported(names: Iterable[str]) -> bool:
     return any(name in sys.modules for name in names)
 
 
-def stale_after(value: dict, words: Sequence[str]) -> Tuple[str, ...]:
+def stale_after(value: dict, words: Callable[[], Sequence[str]]) -> Tuple[str, ...]:
     """For a finished call's reply: invalidate the import caches if the call changed this
     process's environment, and return the distributions (sorted) whose modules were imported
-    before it at a version that is no longer installed. Warns once unless ``-q`` was given."""
+    before it at a version that is no longer installed. Warns once unless ``-q`` was given
+    (``words()``: the command's words, asked for only then)."""
+    if not (value["removed"] or value["installed"]) or not _runs_here(value["environment"], value["target"]):
+        return ()
     removed: List[Pair] = [tuple(p) for p in value["removed"]]
     installed: List[Pair] = [tuple(p) for p in value["installed"]]
-    if not (removed or installed) or not _runs_here(value["environment"], value["target"]):
-        return ()
     importlib.invalidate_caches()
     now = dict(installed)
     stale = sorted({
         name for name, old in removed
         if now.get(name) != old and _imported(_top_level_names(name))
     })
-    quiet = any(w in ("-q", "--quiet") or re.fullmatch(r"-q+", w) for w in words)
+    quiet = stale and any(w in ("-q", "--quiet") or re.fullmatch(r"-q+", w) for w in words())
     if stale and not quiet:
         warnings.warn(
             "%s already imported in this process at the version that was replaced; restart "
