@@ -92,14 +92,26 @@ def test_an_invalid_request_sent_again_is_refused_again():
         assert "unknown field `colour`" in reply["error"]["message"]
 
 
-def test_a_satisfied_line_is_answered_from_what_it_found_before(venv, index):
+def satisfied_line(venv, index) -> str:
+    """A command line installed, then found satisfied twice: the first satisfied reply is
+    decoded, the next, met again, is kept for the line."""
     line = command(venv, index, "alpha==1.0")
     uv_ffi._SATISFIED.clear()
-    uv_ffi.install(line)
-    # The first satisfied reply is decoded; the next, met again, is kept for the line.
-    for _ in range(2):
+    for _ in range(3):
         uv_ffi.install(line)
     assert line in uv_ffi._SATISFIED
+    return line
+
+
+def removed_by_another_tool(venv, name: str) -> None:
+    for entry in os.listdir(venv.site_packages):
+        if entry.startswith(name):
+            shutil.rmtree(os.path.join(venv.site_packages, entry))
+    assert venv.metadata_version(name) is None
+
+
+def test_a_satisfied_line_is_answered_from_what_it_found_before(venv, index):
+    line = satisfied_line(venv, index)
     seen = uv_ffi._SATISFIED[line]
     text = _native.call_text("run", seen.request)
     assert text.startswith(seen.head)
@@ -115,31 +127,19 @@ def test_a_satisfied_line_is_answered_from_what_it_found_before(venv, index):
 
 
 def test_a_line_satisfied_before_sees_what_changed_since(venv, index):
-    line = command(venv, index, "alpha==1.0")
-    uv_ffi._SATISFIED.clear()
-    for _ in range(3):
-        uv_ffi.install(line)
-    assert line in uv_ffi._SATISFIED
+    line = satisfied_line(venv, index)
     # Another tool removes the distribution: the kept answer no longer fits the reply.
-    for entry in os.listdir(venv.site_packages):
-        if entry.startswith("alpha"):
-            shutil.rmtree(os.path.join(venv.site_packages, entry))
-    assert venv.metadata_version("alpha") is None
+    removed_by_another_tool(venv, "alpha")
     result = uv_ffi.install(line)
     assert result.installed == (("alpha", "1.0"),) and not result.satisfied
     assert venv.metadata_version("alpha") == "1.0"
-    for entry in os.listdir(venv.site_packages):
-        if entry.startswith("alpha"):
-            shutil.rmtree(os.path.join(venv.site_packages, entry))
+    removed_by_another_tool(venv, "alpha")
     assert uv_ffi.run(line) == (0, [("alpha", "1.0")], [], "")
     assert venv.metadata_version("alpha") == "1.0"
 
 
 def test_a_policy_change_is_not_answered_from_a_line_satisfied_before(venv, index):
-    line = command(venv, index, "alpha==1.0")
-    uv_ffi._SATISFIED.clear()
-    for _ in range(3):
-        uv_ffi.install(line)
+    line = satisfied_line(venv, index)
     sent = []
     real, before = _native.run_text, uv_ffi.get_policy()
     try:
