@@ -776,15 +776,43 @@ def wait_for_trim(root: str, bound: int = 16) -> None:
         time.sleep(0.01)
 
 
-def test_paths_no_manifest_accounts_for_are_swept_when_the_stash_is_tidied(make_venv, world):
-    # A process that ends between a swap and its idle work leaves the version it stashed without
-    # a manifest (the engine writes manifests when idle): the next tidy removes such paths.
+def stray_entry(venv) -> str:
+    """Stashed paths no manifest accounts for, as a process leaves them between a swap and its
+    idle work (the engine writes manifests when idle)."""
+    stray = os.path.join(stash_of(venv.root), "%s-0.9-12345abc0.0" % ALT.name)
+    os.makedirs(os.path.join(stray, "inner"))
+    return stray
+
+
+def test_paths_no_manifest_accounts_for_are_left_while_their_process_may_live(make_venv, world):
+    # Another process that is alive writes its manifests when its engine is next idle: a tidy
+    # in the meantime must not remove what it stashed (a minute's grace).
     venv = make_venv()
     install = lambda version: engine(venv.python, world.url, "%s==%s" % (ALT.name, version))  # noqa: E731
     install("1.0")
     install("1.1")
-    stray = os.path.join(stash_of(venv.root), "%s-0.9-12345abc0.0" % ALT.name)
-    os.makedirs(os.path.join(stray, "inner"))
+    stray = stray_entry(venv)
+    install("1.0")  # from the stash; the stash is tidied when the engine is idle
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and manifest_of(venv.root, ALT.name, "1.1") is None:
+        time.sleep(0.01)
+    assert manifest_of(venv.root, ALT.name, "1.1") is not None
+    uv_ffi.get_counters()  # the idle work (manifests, then the tidy) is done
+    time.sleep(0.2)
+    assert os.path.isdir(os.path.join(stray, "inner"))
+    assert assert_complete(venv, ALT) == "1.0"
+
+
+def test_paths_no_manifest_accounts_for_are_swept_when_the_stash_is_tidied(make_venv, world, monkeypatch):
+    # A process that ends between a swap and its idle work leaves the version it stashed without
+    # a manifest (the engine writes manifests when idle): a later tidy removes such paths once
+    # they are older than the grace left to a live process (none here).
+    monkeypatch.setenv("UV_FFI_TEST_ORPHAN_AGE_MS", "0")
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "%s==%s" % (ALT.name, version))  # noqa: E731
+    install("1.0")
+    install("1.1")
+    stray = stray_entry(venv)
     partial = os.path.join(stash_of(venv.root), "%s-0.9-12345abc0.partial" % ALT.name)
     with open(partial, "w") as handle:
         handle.write("{")

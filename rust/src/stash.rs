@@ -1243,7 +1243,9 @@ fn sweep(dir: &Path) {
 }
 
 /// Run by the engine thread when idle, for the stash at `root` (see [`root_of`]): keep it within
-/// its bounds. Skipped while another process holds the environment's lock (it may be swapping).
+/// its bounds. Skipped while another process holds the environment's lock (it may be swapping),
+/// and while the journal holds a swap a killed process left half done: the next call undoes it
+/// first (its paths have no manifest yet, and must not be swept).
 pub fn tidy(root: &Path) {
     let dir = root.join(STASH_DIR);
     if !dir.is_dir() {
@@ -1254,14 +1256,38 @@ pub fn tidy(root: &Path) {
     let Some(_lock) = uv_fs::LockedFile::acquire_no_wait(root.join(".lock"), mode, resource) else {
         return;
     };
+    if interrupted(&journal_of(root)) {
+        return;
+    }
     prune(&dir);
-    sweep_orphans(&dir);
+    sweep_orphans(&dir, orphan_age());
 }
 
-/// Remove stashed paths whose entry has no manifest: left by a process that ended between a
-/// swap and its idle work (see [`write_unwritten`]), or by a manifest that could not be
-/// written. One listing; no manifest is read.
-fn sweep_orphans(dir: &Path) {
+/// How long a stashed path no manifest accounts for is left alone: a live process writes the
+/// manifests of what it stashed when its engine is next idle (well under a second after the
+/// swap), so only a path older than this was left by a process that ended first.
+/// `UV_FFI_TEST_ORPHAN_AGE_MS` changes it, for tests.
+fn orphan_age() -> std::time::Duration {
+    let for_tests = std::env::var("UV_FFI_TEST_ORPHAN_AGE_MS").ok();
+    std::time::Duration::from_millis(for_tests.and_then(|ms| ms.parse().ok()).unwrap_or(60_000))
+}
+
+/// Whether the path's last change of status (a rename into the stash sets it) is older than
+/// `age`.
+fn older_than(path: &Path, age: std::time::Duration) -> bool {
+    path.symlink_metadata().is_ok_and(|meta| {
+        let changed = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        now - changed >= age.as_nanos() as i128
+    })
+}
+
+/// Remove stashed paths whose entry has no manifest and that are older than `age`: left by a
+/// process that ended between a swap and its idle work (see [`write_unwritten`]), or by a
+/// manifest that could not be written. One listing; no manifest is read.
+fn sweep_orphans(dir: &Path, age: std::time::Duration) {
     let Ok(read) = std::fs::read_dir(dir) else {
         return;
     };
@@ -1281,7 +1307,7 @@ fn sweep_orphans(dir: &Path) {
             && name
                 .rsplit_once('.')
                 .is_some_and(|(id, _)| !ids.contains(id));
-        if orphan {
+        if orphan && older_than(&dir.join(name), age) {
             remove_any(&dir.join(name));
         }
     }
