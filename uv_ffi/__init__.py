@@ -347,37 +347,37 @@ _SATISFIED: dict = {}
 
 def _plain_call(cmd: Command) -> Tuple[Optional[_Satisfied], Any]:
     """Run a command given no per-call options: ``(seen, reply text)`` when the reply is the one
-    ``seen`` kept for it (see :class:`_Satisfied`), else ``(None, the reply's value)``."""
-    seen = _SATISFIED.get(cmd) if cmd.__class__ is str else None
+    ``seen`` kept for it (see :class:`_Satisfied`), else ``(None, the reply's value)``. The
+    steps of :func:`_run_value` for such a call, in this frame."""
+    if plans._callback is not None:
+        return None, _run_value(cmd, None, None)
+    line = cmd.__class__ is str
+    seen = _SATISFIED.get(cmd) if line else None
     mode = policy._mode
-    if seen is not None and seen.mode == mode and seen.index_ttl == policy._index_ttl and plans._callback is None:
-        text = _native.run_text(seen.request)
-        if text.startswith(seen.head):
-            return seen, text
-        return None, _settled(_reply_value(text), cmd, mode, None, None)
-    if plans._callback is None:
-        # _run_value's steps for a call with no options and no plan callback, in this frame.
-        request = _request(cmd, mode != policy.TRUST, None, False, False)
-        value = _settled(_reply_value(_native.run_text(request)), cmd, mode, None, None)
+    if seen is not None and seen.mode == mode and seen.index_ttl == policy._index_ttl:
+        request = seen.request
     else:
-        value = _run_value(cmd, None, None)
-    if cmd.__class__ is str:
-        _note_if_satisfied(cmd, value)
+        seen, request = None, _request(cmd, mode != policy.TRUST, None, False, False)
+    text = _native.run_text(request)
+    if seen is not None and text.startswith(seen.head):
+        return seen, text
+    value = _settled(_reply_value(text), cmd, mode, None, None)
+    if line:
+        _note_if_satisfied(cmd, value, mode, request)
     return None, value
 
 
-def _note_if_satisfied(cmd: str, value: dict) -> None:
-    """Keep a plain call's reply for :class:`_Satisfied` when it found everything satisfied and
-    the policy leaves nothing to do for such a reply (no watch, no plan callback)."""
+def _note_if_satisfied(cmd: str, value: dict, mode: str, request: bytes) -> None:
+    """Keep a plain call's reply (sent as ``request`` under policy ``mode``) for
+    :class:`_Satisfied` when it found everything satisfied and the policy leaves nothing to do
+    for such a reply (no watch)."""
     head = value.get(_REPLY_HEAD)
-    mode = policy._mode
     if (head is None or not value["satisfied"] or value["installed"] or value["removed"]
             or value["target"] is not None or value["index_retried"] or value["exit_code"] != 0
-            or mode == policy.WATCH or plans._callback is not None):
+            or mode == policy.WATCH):
         return
     if len(_SATISFIED) >= 64:
         _SATISFIED.clear()
-    request = _request(cmd, policy.check_before_use(mode), None, False, False)
     _SATISFIED[cmd] = _Satisfied(mode, policy._index_ttl, request, head, value[_KEPT_FIELDS])
 
 

@@ -103,8 +103,7 @@ def stale_after(value: dict, words: Callable[[], Sequence[str]]) -> Tuple[str, .
         name for name, old in removed
         if now.get(name) != old and _imported(_top_level_names(name))
     })
-    quiet = stale and any(w in ("-q", "--quiet") or re.fullmatch(r"-q+", w) for w in words())
-    if stale and not quiet:
+    if stale and not any(w in ("-q", "--quiet") or re.fullmatch(r"-q+", w) for w in words()):
         warnings.warn(
             "%s already imported in this process at the version that was replaced; restart "
             "the interpreter (or reload the modules explicitly) to use the new version"
