@@ -806,8 +806,7 @@ def test_paths_no_manifest_accounts_for_are_left_while_their_process_may_live(ma
 def test_paths_no_manifest_accounts_for_are_swept_when_the_stash_is_tidied(make_venv, world, monkeypatch):
     # A process that ends between a swap and its idle work leaves the version it stashed without
     # a manifest (the engine writes manifests when idle): a later tidy removes such paths once
-    # they are older than the grace left to a live process (none here).
-    monkeypatch.setenv("UV_FFI_TEST_ORPHAN_AGE_MS", "0")
+    # they are older than the grace left to a live process (none here, once they are made).
     venv = make_venv()
     install = lambda version: engine(venv.python, world.url, "%s==%s" % (ALT.name, version))  # noqa: E731
     install("1.0")
@@ -816,6 +815,7 @@ def test_paths_no_manifest_accounts_for_are_swept_when_the_stash_is_tidied(make_
     partial = os.path.join(stash_of(venv.root), "%s-0.9-12345abc0.partial" % ALT.name)
     with open(partial, "w") as handle:
         handle.write("{")
+    monkeypatch.setenv("UV_FFI_TEST_ORPHAN_AGE_MS", "0")
     install("1.0")  # from the stash; the stash is tidied when the engine is idle
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (os.path.exists(stray) or os.path.exists(partial)):
