@@ -973,6 +973,38 @@ def test_a_swap_asked_again_is_made_here_and_equals_a_fresh_uv_install(shape_id,
     assert swapped_here(venv.python) == before + 2
 
 
+@pytest.mark.parametrize("shape_id", sorted(SHAPES))
+def test_a_version_not_in_the_stash_is_linked_again_here_and_equals_a_fresh_uv_install(
+        shape_id, make_venv, world):
+    # The stash emptied: a swap asked again links the version it brings in again, without uv's
+    # installer, on the caller's thread (plain wheels); the version going out goes to the stash.
+    shape = SHAPES[shape_id]
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "--link-mode", "hardlink",  # noqa: E731
+                                     "%s==%s" % (shape.name, version))
+    ready_to_swap_here(install)
+    uv_ffi.clear_stash(venv.python)
+    before, (stashed, restored), linked = swapped_here(venv.python), counts(venv.python), relinked(venv.python)
+
+    result = install("1.1")
+    assert (result.installed, result.removed) == (((shape.name, "1.1"),), ((shape.name, "1.0"),))
+    plain = shape_id in PLAIN_SHAPES
+    assert ("relink" in dict(result.timings_us)) == plain, result.timings_us
+    assert swapped_here(venv.python) == before + (1 if plain else 0)
+    assert relinked(venv.python) == linked + (1 if plain else 0)
+    assert counts(venv.python) == (stashed + 1, restored)
+    assert journal_is_clear(venv.root)
+    fresh = uv_fresh(make_venv, world, "%s==1.1" % shape.name)
+    assert_same(venv.root, fresh.root)
+    assert hard_links(venv.site_packages) == hard_links(fresh.site_packages)
+    assert imported_version(venv, shape) == "1.1"
+    # What was linked here goes to the stash and comes back like anything uv linked.
+    assert install("1.0").installed == ((shape.name, "1.0"),)
+    assert install("1.1").installed == ((shape.name, "1.1"),)
+    assert counts(venv.python) == (stashed + 3, restored + 2)
+    assert_same(venv.root, fresh.root)
+
+
 def test_a_target_swap_asked_again_is_made_here_and_equals_a_fresh_uv_install(make_venv, world, tmp_path):
     shape = SHAPES["script"]
     venv = make_venv()

@@ -327,6 +327,10 @@ impl Engine {
         self.stash_memory.clone()
     }
 
+    pub fn archives(&self) -> std::sync::Arc<Mutex<crate::archives::Archives>> {
+        self.archives.clone()
+    }
+
     /// The kept index pages and one environment's state, borrowed together.
     pub fn parts(&mut self, key: &EnvKey) -> (&mut KeptIndexes, &mut EnvState) {
         let state = self

@@ -2,23 +2,29 @@
 //!
 //! A host swapping between a few versions asks the same few questions. When a request comes
 //! back to an environment whose view is the one an earlier call resolved it against, the engine
-//! thread would reuse that call's resolution and plan (`install::reuse_key`, `replan.rs`), and
-//! when every wheel is in the stash it would make the swap with renames alone (`stash.rs`).
-//! This module makes exactly those checks and those renames on the caller's thread, without
-//! building what the checks do not read (the HTTP client, the requirements, the settings):
-//! each request notes which kept index pages it read ([`Asked`]), and that finds its kept
-//! resolution again. When anything does not hold (the pages expired or were read again, the
-//! view or the plan's inputs changed, a wheel is not in the stash, another process holds the
-//! environment's lock), nothing was changed and the call goes to the engine thread as before.
+//! thread would reuse that call's resolution and plan (`install::reuse_key`, `replan.rs`), bring
+//! back with renames each wheel the stash holds (`stash.rs`), and hard-link again without uv's
+//! installer each other one whose tree it learned (`relink.rs`). This module makes exactly those
+//! checks, renames and links on the caller's thread, without building what the checks do not
+//! read (the HTTP client, the requirements, the settings): each request notes which kept index
+//! pages it read ([`Asked`]), and that finds its kept resolution again. When anything does not
+//! hold (the pages expired or were read again, the view or the plan's inputs changed, a wheel
+//! is neither in the stash nor learned, another process holds the environment's lock), nothing
+//! was changed and the call goes to the engine thread as before.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
+use uv_install_wheel::LinkMode;
+
+use crate::archives::Archives;
 use crate::command::InstallArgs;
 use crate::engine::{Engine, EnvKey};
+use crate::environment::EnvState;
 use crate::install::{self, CallPolicy, InstallReply};
 use crate::profile::Profile;
-use crate::stages::{self, Renamed};
+use crate::stages::{self, Relinkable, Relinks, Renamed};
 use crate::stash::{self, Stash, WheelKey};
 
 /// Which kept index pages recent requests read: by the request's memo key (`install::memo_key`),
@@ -73,6 +79,7 @@ pub fn swap(
         return None;
     }
     let memory = engine.stash_memory();
+    let archives = engine.archives();
     let (indexes, state) = engine.parts(key);
     let pages_key = state.asked.pages_key(memo, args)?;
     let generation = indexes.generation_of(&pages_key, policy.index_ttl)?;
@@ -86,14 +93,13 @@ pub fn swap(
         .iter()
         .map(|dist| WheelKey::of(dist, link_mode))
         .collect();
-    let in_stash = |key: &Option<WheelKey>| key.as_ref().is_some_and(|k| stash.has_entry_for(k));
-    if keys.is_empty() || !keys.iter().all(in_stash) {
-        // Nothing to install (the engine thread remembers the request as satisfied), or a
-        // version not in the stash (uv's installer links it): both on the engine thread.
+    if keys.is_empty() {
+        // Nothing to install: the engine thread remembers the request as satisfied.
         return None;
     }
-    // Only now is a stale snapshot rebuilt (here, as the engine thread would): a version not in
-    // the stash leaves it to the engine thread without this thread reading the folders.
+    let relinks = relinks_for(&archives, state, &keys, link_mode, &stash)?;
+    // Only now is a stale snapshot rebuilt (here, as the engine thread would): a version that
+    // uv's installer links leaves it to the engine thread without this thread reading the folders.
     state.site_packages().ok()?;
     let kept = state.resolutions.find(&reuse)?;
     let kept_plan = kept.plan.as_ref()?;
@@ -112,13 +118,17 @@ pub fn swap(
         return None;
     }
     profile.mark("swap-kept");
-    match stages::swap_by_renames(stash, plan, keys, state) {
-        Renamed::Done { installed, removed } => {
+    match stages::swap_by_renames(stash, plan, keys, &relinks, state) {
+        Renamed::Done {
+            installed,
+            removed,
+            relinked,
+        } => {
             indexes.note_reuse();
             state.counters.resolutions_reused += 1;
             state.counters.plans_reused += 1;
             state.counters.swapped_here += 1;
-            profile.mark("renames");
+            profile.mark(if relinked > 0 { "relink" } else { "renames" });
             Some(InstallReply::warm(
                 key,
                 installed,
@@ -135,4 +145,37 @@ pub fn swap(
             None
         }
     }
+}
+
+/// What hard-links again, here, each wheel of `keys` the stash does not hold (`relink.rs`);
+/// `None` when one cannot be: a link mode other than hard links, a wheel not from an index, an
+/// archive whose tree was not learned (uv's installer links it, on the engine thread).
+fn relinks_for(
+    archives: &Mutex<Archives>,
+    state: &EnvState,
+    keys: &[Option<WheelKey>],
+    link_mode: LinkMode,
+    stash: &Stash,
+) -> Option<Relinks> {
+    let mut relinks = Relinks::new();
+    for key in keys {
+        let key = key.as_ref()?;
+        if stash.has_entry_for(key) {
+            continue;
+        }
+        if link_mode != LinkMode::Hardlink {
+            return None;
+        }
+        let mut archives = archives.lock().ok()?;
+        let tree = archives.relink(&key.archive)?;
+        let layout = state.env.interpreter().layout();
+        let dist_info = archives.dist_info(&layout, &key.archive)?;
+        let relinkable = Relinkable {
+            tree,
+            site: dist_info.parent()?.to_path_buf(),
+            linked: archives.linked_files(&key.archive),
+        };
+        relinks.insert(key.archive.clone(), relinkable);
+    }
+    Some(relinks)
 }

@@ -90,6 +90,20 @@ impl Relink {
         })
     }
 
+    /// The top-level paths of the tree.
+    pub fn tops(&self) -> &[String] {
+        &self.tops
+    }
+
+    /// Every folder and file of the tree, relative to the site folder; `true` for a file
+    /// hard-linked from the archive.
+    pub fn paths(&self) -> impl Iterator<Item = (&str, bool)> {
+        let folders = self.folders.iter().map(|path| (path.as_str(), false));
+        let linked = self.linked.iter().map(|path| (path.as_str(), true));
+        let written = self.written.iter().map(|(path, ..)| (path.as_str(), false));
+        folders.chain(linked).chain(written)
+    }
+
     /// Make the tree again in `site` from `archive`. On failure, whatever this made is removed
     /// and the site folder is as it was (the caller then runs uv's installer).
     pub fn apply(&self, archive: &Path, site: &Path) -> std::io::Result<()> {

@@ -3,7 +3,9 @@
 //! find the index pages, resolve, plan, then apply the plan (prepare, uninstall, link) and
 //! report the changelog. Each stage takes what the earlier ones produced.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use uv_cache::{Cache, Refresh};
 use uv_client::{FlatIndexClient, RegistryClient, RegistryClientBuilder};
@@ -39,8 +41,9 @@ use crate::error::{ErrorKind, FfiError, Result};
 use crate::index::{IndexPages, KeptIndexes};
 use crate::install::{self, Call, Pair};
 use crate::progress;
+use crate::relink::Relink;
 use crate::staging::Staging;
-use crate::stash::{Found, Installed, Stash, WheelKey};
+use crate::stash::{Found, Installed, Stamps, Stash, WheelKey};
 
 /// Read the requirements: arguments, `-r` files and `-c` files, with uv's own reader. Project
 /// files as requirement sources are left to uv's own command line.
@@ -555,15 +558,16 @@ pub async fn apply(
     let (restored, to_link) = restore(stash.as_mut(), hits, to_install, keys, state);
     let wheels: Vec<CachedDist> = to_link.iter().map(|(dist, _)| dist.clone()).collect();
     let link_mode = link_mode_for(context, &wheels, state);
-    let linked = link(context, wheels, link_mode, state)?;
+    let Linked { linked, relinked } = link(context, wheels, link_mode, state)?;
+    profile.mark("install");
     if let Some(stash) = stash {
         stash.finish();
         state.stash_untidy = true;
     }
     if stashing {
-        remember_linked(context, to_link, link_mode, state);
+        remember_linked(context, to_link, link_mode, &relinked, state);
     }
-    profile.mark("install");
+    profile.mark("survey");
     let mut installed: Vec<Pair> = restored
         .iter()
         .chain(linked.iter())
@@ -576,26 +580,42 @@ pub async fn apply(
 
 /// What [`swap_by_renames`] did.
 pub enum Renamed {
-    /// The swap is made: what came back from the stash, and what went into it.
+    /// The swap is made: what came back from the stash or was hard-linked again, what went
+    /// into the stash, and how many were hard-linked again.
     Done {
         installed: Vec<Pair>,
         removed: Vec<Pair>,
+        relinked: usize,
     },
-    /// It needs uv (a wheel not in the stash, a distribution that may not go there): nothing
-    /// was moved.
+    /// It needs the engine thread (a wheel neither in the stash nor in `relinks`, a
+    /// distribution that may not go there): nothing was moved.
     Untouched,
-    /// A rename failed part way: what moved stands, each distribution whole in one place or
-    /// the other, and the caller finishes the call as uv would.
+    /// A rename or a link failed part way: what moved stands, each distribution whole in one
+    /// place or the other, and the caller finishes the call as uv would.
     Partial,
 }
 
-/// Carry out `plan` with renames alone, when the stash can: every wheel to install is in it,
-/// intact, and every distribution replaced may go there. The same steps as [`apply`], for a
-/// swap made on the caller's thread (`fast_swap.rs`). `keys`: those of `plan.cached`, in order.
+/// A wheel not in the stash that a swap on the caller's thread hard-links again without uv's
+/// installer, as [`link`] would (`relink.rs`): the tree uv made of its archive, the site folder
+/// it goes to, and the stamps of the files linked from the archive last time (`archives.rs`).
+pub struct Relinkable {
+    pub tree: Arc<Relink>,
+    pub site: PathBuf,
+    pub linked: Option<Arc<Stamps>>,
+}
+
+/// The wheels a swap may hard-link again, by archive.
+pub type Relinks = HashMap<PathBuf, Relinkable>;
+
+/// Carry out `plan` with renames, and links made again from `relinks`, when the stash can take
+/// every distribution replaced and every wheel to install is in it, intact, or in `relinks`.
+/// The same steps as [`apply`], for a swap made on the caller's thread (`fast_swap.rs`).
+/// `keys`: those of `plan.cached`, in order.
 pub fn swap_by_renames(
     mut stash: Stash,
     plan: Plan,
     keys: Vec<Option<WheelKey>>,
+    relinks: &Relinks,
     state: &mut EnvState,
 ) -> Renamed {
     if !plan.remote.is_empty() || keys.len() != plan.cached.len() {
@@ -613,7 +633,15 @@ pub fn swap_by_renames(
         })
         .collect();
     let (hits, checked) = check_stash(Some(&mut stash), &keys, &replaced);
-    if hits.iter().any(Option::is_none) || checked.iter().any(Option::is_none) {
+    let relinkable = |key: &Option<WheelKey>| {
+        key.as_ref()
+            .is_some_and(|key| relinks.contains_key(&key.archive))
+    };
+    let each_found = hits
+        .iter()
+        .zip(&keys)
+        .all(|(hit, key)| hit.is_some() || relinkable(key));
+    if !each_found || checked.iter().any(Option::is_none) {
         for (dist, known) in replaced {
             if let Some(known) = known {
                 state
@@ -630,15 +658,52 @@ pub fn swap_by_renames(
         return Renamed::Partial;
     }
     let (restored, to_link) = restore(Some(&mut stash), hits, plan.cached, keys, state);
+    let relinked = relink_here(to_link, relinks, state);
     stash.finish();
-    if !to_link.is_empty() {
+    let Some(relinked) = relinked else {
         return Renamed::Partial;
-    }
-    let mut installed: Vec<Pair> = restored.iter().map(cached_pair).collect();
+    };
+    let mut installed: Vec<Pair> = restored
+        .iter()
+        .chain(relinked.iter())
+        .map(cached_pair)
+        .collect();
     installed.sort();
     removed.sort();
     state.apply_delta(&installed, &removed);
-    Renamed::Done { installed, removed }
+    Renamed::Done {
+        installed,
+        removed,
+        relinked: relinked.len(),
+    }
+}
+
+/// Hard-link again each wheel of `to_link` from its tree in `relinks`, and know what it made
+/// as [`remember_linked`] would; `None` as soon as one fails (what that one made is removed).
+fn relink_here(
+    to_link: Vec<(CachedDist, Option<WheelKey>)>,
+    relinks: &Relinks,
+    state: &mut EnvState,
+) -> Option<Vec<CachedDist>> {
+    let mut linked = Vec::new();
+    for (dist, key) in to_link {
+        let key = key?;
+        let relinkable = relinks.get(&key.archive)?;
+        relinkable.tree.apply(&key.archive, &relinkable.site).ok()?;
+        let (name, version) = cached_pair(&dist);
+        progress::emit(progress::Event::Installed {
+            name: name.clone(),
+            version: version.clone(),
+        });
+        state.counters.relinked += 1;
+        let site = &relinkable.site;
+        let known = relinkable.linked.as_deref();
+        if let Some(made) = Installed::made(key, site, &relinkable.tree, known) {
+            state.installed_wheels.insert((name, version), made);
+        }
+        linked.push(dist);
+    }
+    Some(linked)
 }
 
 /// The checks of a swap: the stash entry for each wheel to install (a `stat` per file), and
@@ -740,11 +805,13 @@ fn restore(
 }
 
 /// Survey each distribution just linked from an index wheel, so that a later swap may stash it.
-/// What a hard-linked install of an archive learned serves the next one (`archives.rs`).
+/// What a hard-linked install of an archive learned serves the next one (`archives.rs`); a tree
+/// made again from what was learned (`relinked`: their archives) is known without reading it.
 fn remember_linked(
     context: &Context<'_>,
     linked: Vec<(CachedDist, Option<WheelKey>)>,
     link_mode: LinkMode,
+    relinked: &[PathBuf],
     state: &mut EnvState,
 ) {
     let layout = context.interpreter.layout();
@@ -761,11 +828,19 @@ fn remember_linked(
             .then(|| archives.linked_files(&key.archive))
             .flatten();
         let archive = key.archive.clone();
-        let mut memory = context.call.shared.stash_memory.lock().ok();
-        let watches = memory.as_deref_mut().map(|memory| &mut memory.watches);
-        let Some(installed) =
-            crate::stash::Installed::survey(key, &dist_info, known.as_deref(), watches)
-        else {
+        let tree = relinked
+            .contains(&archive)
+            .then(|| archives.relink(&archive))
+            .flatten();
+        let installed = match (tree, dist_info.parent()) {
+            (Some(tree), Some(site)) => Installed::made(key, site, &tree, known.as_deref()),
+            _ => {
+                let mut memory = context.call.shared.stash_memory.lock().ok();
+                let watches = memory.as_deref_mut().map(|memory| &mut memory.watches);
+                Installed::survey(key, &dist_info, known.as_deref(), watches)
+            }
+        };
+        let Some(installed) = installed else {
             continue;
         };
         if hard_links && known.is_none() {
@@ -778,6 +853,13 @@ fn remember_linked(
     }
 }
 
+/// What [`link`] installed.
+struct Linked {
+    linked: Vec<CachedDist>,
+    /// The archives of those made again without uv's installer (`relink.rs`).
+    relinked: Vec<PathBuf>,
+}
+
 /// Link the wheels into the environment, on the engine's own rayon pool (rayon's global pool
 /// does not survive a fork). A failure may leave a partial install: the view is dropped.
 fn link(
@@ -785,9 +867,13 @@ fn link(
     wheels: Vec<CachedDist>,
     link_mode: LinkMode,
     state: &mut EnvState,
-) -> Result<Vec<CachedDist>> {
+) -> Result<Linked> {
+    let mut done = Linked {
+        linked: Vec::new(),
+        relinked: Vec::new(),
+    };
     if wheels.is_empty() {
-        return Ok(Vec::new());
+        return Ok(done);
     }
     progress::emit(progress::Event::Phase {
         phase: "install",
@@ -802,13 +888,13 @@ fn link(
     } else {
         (wheels, link_mode, None)
     };
-    let (relinked, wheels) = if link_mode == LinkMode::Hardlink {
-        relink(context, wheels, state)
+    let wheels = if link_mode == LinkMode::Hardlink {
+        relink(context, wheels, &mut done, state)
     } else {
-        (Vec::new(), wheels)
+        wheels
     };
     if wheels.is_empty() {
-        return Ok(relinked);
+        return Ok(done);
     }
     let installer = uv_installer::Installer::new(&state.env, Preview::default())
         .with_link_mode(link_mode)
@@ -823,26 +909,26 @@ fn link(
         .shared
         .pool
         .install(|| installer.install_blocking(wheels));
-    let mut linked = outcome.map_err(|err| {
+    let linked = outcome.map_err(|err| {
         state.invalidate();
         FfiError::from_anyhow(ErrorKind::Install, &err)
     })?;
-    linked.extend(relinked);
-    Ok(linked)
+    done.linked.extend(linked);
+    Ok(done)
 }
 
 /// Hard-link again, without uv's installer, each wheel whose archive uv hard-linked before
-/// (`relink.rs`); returns those linked, and those left to uv's installer.
+/// (`relink.rs`), noting it in `done`; returns those left to uv's installer.
 fn relink(
     context: &Context<'_>,
     wheels: Vec<CachedDist>,
+    done: &mut Linked,
     state: &mut EnvState,
-) -> (Vec<CachedDist>, Vec<CachedDist>) {
+) -> Vec<CachedDist> {
     let layout = context.interpreter.layout();
     let Ok(mut archives) = context.call.shared.archives.lock() else {
-        return (Vec::new(), wheels);
+        return wheels;
     };
-    let mut relinked = Vec::new();
     let mut rest = Vec::new();
     for wheel in wheels {
         // Only an index wheel: one from a path or URL gets a `direct_url.json` naming it.
@@ -860,12 +946,13 @@ fn relink(
             let (name, version) = cached_pair(&wheel);
             progress::emit(progress::Event::Installed { name, version });
             state.counters.relinked += 1;
-            relinked.push(wheel);
+            done.relinked.push(archive);
+            done.linked.push(wheel);
         } else {
             rest.push(wheel);
         }
     }
-    (relinked, rest)
+    rest
 }
 
 /// The call's link mode, or hard links where it is `clone` and the environment's filesystem

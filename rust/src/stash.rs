@@ -43,6 +43,7 @@ use uv_install_wheel::LinkMode;
 
 use crate::engine::EnvKey;
 use crate::environment::EnvState;
+use crate::relink::Relink;
 use crate::watch::{Vouch, Watches};
 
 /// The folder name of the stash.
@@ -141,6 +142,40 @@ impl Installed {
         if let Some(watches) = known.watches {
             watches.confirm(&known.vouches);
         }
+        Some(Self { key, items, stamps })
+    }
+
+    /// What a survey would find of a tree [`Relink::apply`] just made from `key`'s archive,
+    /// taken from the tree itself: its folders did not exist before and hold only what was
+    /// linked and written into them, so neither `RECORD` nor a folder is read. A folder's names
+    /// are still read when the distribution is stashed ([`Stash::check_out`]). `linked`: as
+    /// for [`Installed::survey`].
+    pub fn made(
+        key: WheelKey,
+        site: &Path,
+        tree: &Relink,
+        linked: Option<&Stamps>,
+    ) -> Option<Self> {
+        let mut stamps = Stamps::new();
+        for (path, hard_linked) in tree.paths() {
+            let known = linked
+                .filter(|_| hard_linked)
+                .and_then(|linked| linked.get(path))
+                .filter(|stamp| stamp.is_shared_file());
+            let stamp = match known {
+                Some(stamp) => stamp.clone(),
+                None => {
+                    let meta = site.join(path).symlink_metadata().ok()?;
+                    if meta.is_dir() {
+                        FileStamp::of_folder(&meta)
+                    } else {
+                        FileStamp::of(&meta)
+                    }
+                }
+            };
+            stamps.insert(path.to_string(), stamp);
+        }
+        let items = tree.tops().to_vec();
         Some(Self { key, items, stamps })
     }
 
@@ -1418,6 +1453,68 @@ mod tests {
             items: Vec::new(),
             files: Stamps::default(),
             bytes: 0,
+        }
+    }
+
+    /// An archive of a plain wheel, installed into `site` as uv hard-links one.
+    fn install_as_uv_does(archive: &Path, site: &Path) {
+        for folder in ["a", "a/sub", "a-1.dist-info"] {
+            std::fs::create_dir(site.join(folder)).unwrap();
+        }
+        for file in [
+            "a/__init__.py",
+            "a/sub/m.py",
+            "top.py",
+            "a-1.dist-info/METADATA",
+        ] {
+            std::fs::hard_link(archive.join(file), site.join(file)).unwrap();
+        }
+        let record = "a/__init__.py,,\na/sub/m.py,,\ntop.py,,\na-1.dist-info/METADATA,,\n\
+                      a-1.dist-info/INSTALLER,,\na-1.dist-info/RECORD,,\n";
+        std::fs::write(site.join("a-1.dist-info/RECORD"), record).unwrap();
+        std::fs::write(site.join("a-1.dist-info/INSTALLER"), "uv").unwrap();
+    }
+
+    #[test]
+    fn a_tree_made_again_is_known_as_a_survey_finds_it() {
+        let (archive, site) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (archive, site) = (archive.path(), site.path());
+        for folder in ["a/sub", "a-1.dist-info"] {
+            std::fs::create_dir_all(archive.join(folder)).unwrap();
+        }
+        for file in [
+            "a/__init__.py",
+            "a/sub/m.py",
+            "top.py",
+            "a-1.dist-info/METADATA",
+        ] {
+            std::fs::write(archive.join(file), file).unwrap();
+        }
+        std::fs::write(archive.join("a-1.dist-info/RECORD"), "").unwrap();
+        install_as_uv_does(archive, site);
+        let dist_info = site.join("a-1.dist-info");
+        let tree = Relink::learn(archive, &dist_info).expect("a plain wheel");
+        let key = manifest().key;
+        let first = Installed::survey(key.clone(), &dist_info, None, None).unwrap();
+        let linked: Stamps = first
+            .stamps
+            .iter()
+            .filter(|(_, stamp)| stamp.is_shared_file())
+            .map(|(path, stamp)| (path.clone(), stamp.clone()))
+            .collect();
+        assert_eq!(linked.len(), 4);
+        for top in ["a", "a-1.dist-info", "top.py"] {
+            let path = site.join(top);
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+        tree.apply(archive, site).unwrap();
+        for known in [None, Some(&linked)] {
+            let made = Installed::made(key.clone(), site, &tree, known).unwrap();
+            let surveyed = Installed::survey(key.clone(), &dist_info, known, None).unwrap();
+            assert_eq!(made.stamps, surveyed.stamps);
+            let mut items = surveyed.items.clone();
+            items.sort();
+            assert_eq!(made.items, items);
         }
     }
 
