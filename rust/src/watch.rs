@@ -204,15 +204,21 @@ const WATCHED_EVENTS: u32 = libc::IN_MODIFY
     | libc::IN_ONLYDIR
     | libc::IN_DONT_FOLLOW;
 
+/// At most this many reads of pending events per call (64 KiB of events). A file written
+/// without pause in a watched folder (a log in the working directory) can queue a new event
+/// after every read; past this, the events count as lost (`IN_Q_OVERFLOW`), so that what the
+/// watches vouch for is checked again by `stat`, and the call goes on.
+const MAX_READS: usize = 16;
+
 #[cfg(target_os = "linux")]
-/// Read the pending events as (watch, mask, name) until none is left.
+/// Read the pending events as (watch, mask, name) until none is left, or [`MAX_READS`] reads.
 pub(crate) fn read_events(fd: &std::os::fd::OwnedFd, events: &mut Vec<(i32, u32, Vec<u8>)>) {
     use std::os::fd::AsRawFd;
     const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
     // On the stack, and not zeroed (4 KiB of stores): this runs on every call, and almost
     // always finds nothing pending.
     let mut space = std::mem::MaybeUninit::<[u8; 4096]>::uninit();
-    loop {
+    for _ in 0..MAX_READS {
         // SAFETY: the buffer is valid for writes of its whole length.
         let read = unsafe { libc::read(fd.as_raw_fd(), space.as_mut_ptr().cast(), 4096) };
         let Ok(read) = usize::try_from(read) else {
@@ -235,6 +241,7 @@ pub(crate) fn read_events(fd: &std::os::fd::OwnedFd, events: &mut Vec<(i32, u32,
             at += HEADER + name_len;
         }
     }
+    events.push((-1, libc::IN_Q_OVERFLOW, Vec::new()));
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -283,6 +290,31 @@ mod tests {
         // Compared again, and vouched for, it is unchanged again.
         vouch(&mut watches, &moved);
         assert_eq!(watches.unchanged(inode(&moved)), Some(true));
+    }
+
+    #[test]
+    fn events_past_the_reads_of_a_call_count_as_lost() {
+        let (_root, folder) = package();
+        let fd = open_inotify().unwrap();
+        add_watch(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &folder,
+            libc::IN_CREATE,
+        )
+        .unwrap();
+        let mut events = Vec::new();
+        std::fs::write(folder.join("b.py"), "b").unwrap();
+        read_events(&fd, &mut events);
+        assert_eq!(events.len(), 1);
+        assert_ne!(events[0].1 & libc::IN_CREATE, 0);
+        // More than 64 KiB of events pending: the last one read says some were not.
+        for i in 0..3000 {
+            std::fs::write(folder.join(format!("module_with_a_long_name_{i}.py")), "").unwrap();
+        }
+        events.clear();
+        read_events(&fd, &mut events);
+        assert!(events.len() < 3000);
+        assert_eq!(events.last().map(|e| e.1), Some(libc::IN_Q_OVERFLOW));
     }
 
     #[test]
