@@ -552,3 +552,33 @@ def test_engine_matches_uv(case: Case, world: World, tmp_path) -> None:
 def test_the_table_is_big_enough() -> None:
     assert len(CASES) >= 60
     assert len({param.id for param in CASES}) == len(CASES)
+
+
+FIRST_CALL = """
+import sys, uv_ffi
+rc, _, _, error = uv_ffi.run(sys.argv[1:])
+sys.stdout.write("rc=%d\\n%s" % (rc, error))
+"""
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["ca-trusted", "ca-unknown"])
+def test_the_first_call_of_a_new_process_uses_the_certificates_it_names(trusted, world: World, tmp_path) -> None:
+    # The first call builds its HTTP client on the engine thread while it finds the interpreter
+    # (rust/src/engine.rs, build_client_ahead): that client must be the one its options and
+    # variables make, trusting exactly the certificates they name.
+    venv = str(tmp_path / "venv")
+    make_venvs([venv])
+    env = uv_env(dict(TLS_ENV, SSL_CERT_FILE=world.values["ca"]) if trusted else TLS_ENV)
+    words = ["pip", "install", "--python", venv_python(venv), "--cache-dir", str(tmp_path / "cache"),
+             "-i", world.values["tls"], "beta==1.0"]
+    done = subprocess.run([sys.executable, "-c", FIRST_CALL, *words], capture_output=True, text=True, env=env,
+                          cwd=world.values["work"])
+    installed = subprocess.run([venv_python(venv), "-c", "from importlib import metadata; print(metadata.version('beta'))"],
+                               capture_output=True, text=True)
+    if trusted:
+        assert done.stdout.startswith("rc=0\n"), done.stdout + done.stderr
+        assert installed.stdout.strip() == "1.0"
+    else:
+        assert done.stdout.startswith("rc=2\n"), done.stdout + done.stderr
+        assert "certificate" in done.stdout
+        assert installed.returncode != 0

@@ -69,6 +69,8 @@ pub struct Engine {
     caches: HashMap<PathBuf, Cache>,
     /// Warm HTTP clients, one per network configuration (`network.rs`).
     clients: HashMap<NetworkKey, WarmClient>,
+    /// Whether a client was asked for ahead of a call ([`Engine::build_client_ahead`]).
+    client_asked: bool,
     concurrency: Concurrency,
     pool: std::sync::Arc<rayon::ThreadPool>,
     archives: std::sync::Arc<Mutex<crate::archives::Archives>>,
@@ -123,6 +125,7 @@ impl Engine {
             caches: HashMap::from([(dir, default_cache.clone())]),
             default_cache,
             clients: HashMap::new(),
+            client_asked: false,
             concurrency: Concurrency::default(),
             indexes: KeptIndexes::default(),
             pythons: FxHashMap::default(),
@@ -169,6 +172,28 @@ impl Engine {
             clone_support: self.clone_support.clone(),
             stash_memory: self.stash_memory.clone(),
         })
+    }
+
+    /// For the first call that may use the network: build its HTTP client on the engine thread
+    /// (loading certificates takes milliseconds) while this thread finds the call's interpreter
+    /// (which may run it, the longest step of a first call). The call then finds it built.
+    pub fn build_client_ahead(&mut self, args: &InstallArgs) {
+        if self.client_asked || !self.clients.is_empty() {
+            return;
+        }
+        self.client_asked = true;
+        let Ok(key) = NetworkKey::for_call(args) else {
+            return;
+        };
+        let _ = submit(Box::new(move |_| {
+            // A failure is the call's to report, when it builds the client itself.
+            let Ok(client) = key.client(worker_threads()) else {
+                return;
+            };
+            if let Some(engine) = lock_engine().as_mut() {
+                engine.clients.entry(key).or_insert(client);
+            }
+        }));
     }
 
     /// Find (or reuse) the environment a call acts on, creating its state on first use.

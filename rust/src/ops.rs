@@ -233,6 +233,7 @@ fn run_warm(
         // reply if nothing more is to be done.
         let may_swap_here = !request.plan && !request.progress;
         let fast = with_engine_here(|engine| {
+            engine.build_client_ahead(args);
             let key = environment_of(engine, args, cwd)?;
             let one_off = key.is_one_off();
             if one_off && !may_swap_here {
