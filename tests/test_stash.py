@@ -1005,6 +1005,49 @@ def test_a_version_not_in_the_stash_is_linked_again_here_and_equals_a_fresh_uv_i
     assert_same(venv.root, fresh.root)
 
 
+def spares_used(python: str) -> int:
+    """Folders and files trees linked again took from spares made ahead (rust/src/spare.rs)."""
+    return uv_ffi.get_counters(python=python)["spares_used"]
+
+
+def test_a_tree_linked_again_from_spares_equals_a_fresh_uv_install(make_venv, world):
+    # A tree linked again takes its folders and written files from spares the engine made while
+    # idle (on the same filesystem); the result is still exactly uv's.
+    shape = SHAPES["folder"]
+    venv = make_venv()
+    install = lambda version: engine(venv.python, world.url, "--link-mode", "hardlink",  # noqa: E731
+                                     "%s==%s" % (shape.name, version))
+    ready_to_swap_here(install)
+    uv_ffi.clear_stash(venv.python)
+    assert "relink" in dict(install("1.1").timings_us)  # asks for spares (maybe the first to)
+    time.sleep(0.5)  # the engine's idle work makes them
+    uv_ffi.clear_stash(venv.python)
+    before = spares_used(venv.python)
+
+    result = install("1.0")
+    assert "relink" in dict(result.timings_us), result.timings_us
+    # The package's two folders and its dist-info folder, and RECORD, INSTALLER, REQUESTED.
+    assert spares_used(venv.python) == before + 6
+    fresh = uv_fresh(make_venv, world, "%s==1.0" % shape.name)
+    assert_same(venv.root, fresh.root)
+    assert hard_links(venv.site_packages) == hard_links(fresh.site_packages)
+    # Folders and RECORD too have uv's permission bits (the comparison above leaves them out).
+    assert modes(venv.site_packages, "stashpkg_folder") == modes(fresh.site_packages, "stashpkg_folder")
+    assert imported_version(venv, shape) == "1.0"
+
+
+def modes(site: str, prefix: str) -> Dict[str, int]:
+    """The permission bits of every path under ``site`` whose top-level name starts with ``prefix``."""
+    found = {}
+    for top in os.listdir(site):
+        if top.startswith(prefix):
+            for folder, dirs, files in os.walk(os.path.join(site, top)):
+                for name in [""] + dirs + files:
+                    path = os.path.join(folder, name) if name else folder
+                    found[os.path.relpath(path, site)] = os.lstat(path).st_mode & 0o7777
+    return found
+
+
 def test_a_target_swap_asked_again_is_made_here_and_equals_a_fresh_uv_install(make_venv, world, tmp_path):
     shape = SHAPES["script"]
     venv = make_venv()

@@ -160,7 +160,7 @@ char *uv_ffi_plan_discard(const char *request);
  * "counters": {"rescans", "checks_clean", "checks_listed", "settled_when_idle",
  * "changes_detected", "patches",
  * "resolutions_reused", "plans_reused", "reads", "stashed", "restored", "relinked",
- * "swapped_here", "heals": int}, "index_counters": {"reused", "fresh", "dropped_after_failure", "expired": int}}. */
+ * "spares_used", "swapped_here", "heals": int}, "index_counters": {"reused", "fresh", "dropped_after_failure", "expired": int}}. */
 char *uv_ffi_view_get(const char *request);
 
 /* Request {"python"?: str, "target"?: str, "location"?: str, "installed"?: [[name, version]],

@@ -453,6 +453,8 @@ impl Engine {
                 crate::stash::tidy(&root);
             }
         }
+        // Spares for the trees the next swaps link again (`spare.rs`).
+        crate::spare::refill(&self.stash_memory);
         // uv's snapshots carry a copy of the interpreter each: keep them only for the
         // environments used most recently. The views themselves are kept.
         let keep: Vec<EnvKey> = self

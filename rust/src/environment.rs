@@ -175,6 +175,8 @@ pub struct ViewCounters {
     /// Wheels hard-linked again the way uv linked them before, without its installer
     /// (`relink.rs`).
     pub relinked: u64,
+    /// Folders and files those took from spares made ahead (`spare.rs`).
+    pub spares_used: u64,
     /// Swaps asked again and made by renames on the caller's thread (`fast_swap.rs`).
     pub swapped_here: u64,
 }

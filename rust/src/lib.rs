@@ -30,6 +30,7 @@ mod reflink;
 mod relink;
 mod replan;
 mod request;
+mod spare;
 mod stages;
 mod staging;
 mod stash;

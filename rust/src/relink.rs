@@ -19,9 +19,10 @@
 //! else, or any failure (the environment is then left as it was), goes to uv's installer.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use crate::spare::Taken;
 
 /// The tree uv made from one archive in one site folder, relative to both.
 #[derive(Debug)]
@@ -90,6 +91,12 @@ impl Relink {
         })
     }
 
+    /// How many folders, and how many files uv wrote itself, the tree has: the inodes it makes
+    /// besides its links.
+    pub fn made_new(&self) -> (usize, usize) {
+        (self.folders.len(), self.written.len())
+    }
+
     /// The top-level paths of the tree.
     pub fn tops(&self) -> &[String] {
         &self.tops
@@ -104,16 +111,17 @@ impl Relink {
         folders.chain(linked).chain(written)
     }
 
-    /// Make the tree again in `site` from `archive`. On failure, whatever this made is removed
-    /// and the site folder is as it was (the caller then runs uv's installer).
-    pub fn apply(&self, archive: &Path, site: &Path) -> std::io::Result<()> {
+    /// Make the tree again in `site` from `archive`, its folders and written files from
+    /// `spares` where it has them (`spare.rs`). On failure, whatever this made is removed and
+    /// the site folder is as it was (the caller then runs uv's installer).
+    pub fn apply(&self, archive: &Path, site: &Path, spares: &mut Taken) -> std::io::Result<()> {
         for top in &self.tops {
             if site.join(top).symlink_metadata().is_ok() {
                 return Err(std::io::ErrorKind::AlreadyExists.into());
             }
         }
         let mut made: Vec<&str> = Vec::new();
-        let outcome = self.make(archive, site, &mut made);
+        let outcome = self.make(archive, site, spares, &mut made);
         if outcome.is_err() {
             for top in made.iter().rev() {
                 let path = site.join(top);
@@ -133,10 +141,11 @@ impl Relink {
         &'a self,
         archive: &Path,
         site: &Path,
+        spares: &mut Taken,
         made: &mut Vec<&'a str>,
     ) -> std::io::Result<()> {
         for folder in &self.folders {
-            std::fs::create_dir(site.join(folder))?;
+            spares.make_folder(&site.join(folder))?;
             note_top(folder, made);
         }
         for file in &self.linked {
@@ -144,16 +153,8 @@ impl Relink {
             note_top(file, made);
         }
         for (file, content, mode) in &self.written {
-            let mut handle = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o666)
-                .open(site.join(file))?;
+            spares.write_file(&site.join(file), content, *mode)?;
             note_top(file, made);
-            handle.write_all(content)?;
-            if let Some(mode) = mode {
-                handle.set_permissions(std::fs::Permissions::from_mode(*mode))?;
-            }
         }
         Ok(())
     }

@@ -558,7 +558,7 @@ pub async fn apply(
     let (restored, to_link) = restore(stash.as_mut(), hits, to_install, keys, state);
     let wheels: Vec<CachedDist> = to_link.iter().map(|(dist, _)| dist.clone()).collect();
     let link_mode = link_mode_for(context, &wheels, state);
-    let Linked { linked, relinked } = link(context, wheels, link_mode, state)?;
+    let Linked { linked, relinked } = link(context, wheels, link_mode, stash.as_ref(), state)?;
     profile.mark("install");
     if let Some(stash) = stash {
         stash.finish();
@@ -658,7 +658,7 @@ pub fn swap_by_renames(
         return Renamed::Partial;
     }
     let (restored, to_link) = restore(Some(&mut stash), hits, plan.cached, keys, state);
-    let relinked = relink_here(to_link, relinks, state);
+    let relinked = relink_here(to_link, relinks, &stash, state);
     stash.finish();
     let Some(relinked) = relinked else {
         return Renamed::Partial;
@@ -683,20 +683,27 @@ pub fn swap_by_renames(
 fn relink_here(
     to_link: Vec<(CachedDist, Option<WheelKey>)>,
     relinks: &Relinks,
+    stash: &Stash,
     state: &mut EnvState,
 ) -> Option<Vec<CachedDist>> {
     let mut linked = Vec::new();
     for (dist, key) in to_link {
         let key = key?;
         let relinkable = relinks.get(&key.archive)?;
-        relinkable.tree.apply(&key.archive, &relinkable.site).ok()?;
+        let (folders, files) = relinkable.tree.made_new();
+        let mut spares = stash.spares(folders, files);
+        let site = &relinkable.site;
+        relinkable
+            .tree
+            .apply(&key.archive, site, &mut spares)
+            .ok()?;
+        state.counters.spares_used += spares.used;
         let (name, version) = cached_pair(&dist);
         progress::emit(progress::Event::Installed {
             name: name.clone(),
             version: version.clone(),
         });
         state.counters.relinked += 1;
-        let site = &relinkable.site;
         let known = relinkable.linked.as_deref();
         if let Some(made) = Installed::made(key, site, &relinkable.tree, known) {
             state.installed_wheels.insert((name, version), made);
@@ -866,6 +873,7 @@ fn link(
     context: &Context<'_>,
     wheels: Vec<CachedDist>,
     link_mode: LinkMode,
+    stash: Option<&Stash>,
     state: &mut EnvState,
 ) -> Result<Linked> {
     let mut done = Linked {
@@ -889,7 +897,7 @@ fn link(
         (wheels, link_mode, None)
     };
     let wheels = if link_mode == LinkMode::Hardlink {
-        relink(context, wheels, &mut done, state)
+        relink(context, wheels, stash, &mut done, state)
     } else {
         wheels
     };
@@ -922,6 +930,7 @@ fn link(
 fn relink(
     context: &Context<'_>,
     wheels: Vec<CachedDist>,
+    stash: Option<&Stash>,
     done: &mut Linked,
     state: &mut EnvState,
 ) -> Vec<CachedDist> {
@@ -940,9 +949,15 @@ fn relink(
         // Learned archives only: finding where a new one's `.dist-info` goes reads its `WHEEL`.
         let made = archives.relink(&archive).and_then(|relink| {
             let dist_info = archives.dist_info(&layout, &archive)?;
-            relink.apply(&archive, dist_info.parent()?).ok()
+            let (folders, files) = relink.made_new();
+            let mut spares = stash.map_or_else(Default::default, |s| s.spares(folders, files));
+            relink
+                .apply(&archive, dist_info.parent()?, &mut spares)
+                .ok()?;
+            Some(spares.used)
         });
-        if made.is_some() {
+        if let Some(spares_used) = made {
+            state.counters.spares_used += spares_used;
             let (name, version) = cached_pair(&wheel);
             progress::emit(progress::Event::Installed { name, version });
             state.counters.relinked += 1;

@@ -208,6 +208,9 @@ pub struct Memory {
     /// Manifests kept in `written` that are not on disk yet: a swap leaves writing them to the
     /// engine's idle work ([`write_unwritten`]), in the order the swaps made them.
     unwritten: Vec<Unwritten>,
+    /// The spare folders and files of each filesystem a tree linked again asked them of, by
+    /// device (`spare.rs`).
+    pub spares: HashMap<u64, crate::spare::Pool>,
 }
 
 /// A manifest a swap left to be written (see [`Memory::unwritten`]).
@@ -225,7 +228,7 @@ const KEEP_WRITTEN: usize = 256;
 impl Memory {
     /// A panic while it was held may have left it half changed: then it starts again empty
     /// (every entry is checked file by file, as without it).
-    fn lock(memory: &Mutex<Self>) -> std::sync::MutexGuard<'_, Self> {
+    pub(crate) fn lock(memory: &Mutex<Self>) -> std::sync::MutexGuard<'_, Self> {
         memory.lock().unwrap_or_else(|poisoned| {
             let mut memory = poisoned.into_inner();
             *memory = Self::default();
@@ -556,6 +559,11 @@ impl Stash {
                 .collect(),
             stamps,
         })
+    }
+
+    /// Spares for a tree of `folders` folders and `files` files linked again (`spare.rs`).
+    pub fn spares(&self, folders: usize, files: usize) -> crate::spare::Taken {
+        crate::spare::Taken::from(&self.memory, self.dev, &self.dir, folders, files)
     }
 
     /// The swap is complete: empty the journal. The stash is brought back within its bounds
@@ -1109,7 +1117,7 @@ fn put_back(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// `rename`, failing with `AlreadyExists` instead of replacing an existing `to`.
 #[cfg(target_os = "linux")]
-fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
     use std::ffi::CString;
     let path =
         |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other);
@@ -1136,7 +1144,7 @@ fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
     rename_after_check(from, to)
 }
 
@@ -1399,7 +1407,8 @@ pub fn clear(root: &Path, memory: &Mutex<Memory>) -> bool {
     };
     let mut cleared = false;
     for found in read.flatten() {
-        if found.file_name() != "journal" {
+        // The journal and the spares hold nothing (see `spare.rs`).
+        if found.file_name() != "journal" && found.file_name() != crate::spare::SPARE_DIR {
             remove_any(&found.path());
             cleared = true;
         }
@@ -1507,7 +1516,8 @@ mod tests {
             let path = site.join(top);
             let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
         }
-        tree.apply(archive, site).unwrap();
+        tree.apply(archive, site, &mut crate::spare::Taken::default())
+            .unwrap();
         for known in [None, Some(&linked)] {
             let made = Installed::made(key.clone(), site, &tree, known).unwrap();
             let surveyed = Installed::survey(key.clone(), &dist_info, known, None).unwrap();
