@@ -444,6 +444,9 @@ def test_a_wheel_linked_again_into_a_new_target_folder_equals_uv(shape_id, make_
     engine(venv.python, world.url, "--link-mode", "hardlink", "%s==1.0" % shape.name, target=second)
     found = _native.call("view_get", {"target": second, "check": False})["counters"]
     assert found["relinked"] == 1
+    # Nothing was stashed there: the engine's idle work leaves no stash folder (nor spares) in it.
+    time.sleep(0.2)
+    assert not os.path.exists(os.path.join(second, ".uv-ffi-stash"))
 
     uv_binary(venv.python, world.url, "--link-mode", "hardlink", "%s==1.0" % shape.name, target=fresh)
     assert_same(second, fresh, venv.root)

@@ -51,7 +51,9 @@ pub struct Taken {
 impl Taken {
     /// Up to `folders` folders and `files` files of the filesystem `dev`, when they were made
     /// under this umask. The first stash of a filesystem to ask (`dir`) gets none, and holds
-    /// its spares from the engine's next idle work on ([`refill`]).
+    /// its spares from the engine's next idle work on ([`refill`]); only a stash that exists
+    /// (something was stashed there), so that a `--target` folder no swap touched stays as
+    /// it is.
     pub fn from(
         memory: &Mutex<Memory>,
         dev: u64,
@@ -61,6 +63,9 @@ impl Taken {
     ) -> Self {
         let umask = current_umask();
         let mut memory = Memory::lock(memory);
+        if !memory.spares.contains_key(&dev) && !dir.is_dir() {
+            return Self::default();
+        }
         let pool = memory.spares.entry(dev).or_insert_with(|| Pool {
             home: dir.to_path_buf(),
             folders: Vec::new(),
@@ -183,19 +188,21 @@ pub fn refill(memory: &Mutex<Memory>) {
 }
 
 /// The spares in the spare folder of the stash `home`, topped up to [`KEEP`] of each kind
-/// (both folders made if missing, not their parent: an environment removed stays removed); all
-/// made anew when the umask changed since they were made. `None` when there is no such stash.
+/// (the spare folder made if missing, not the stash: an environment removed stays removed);
+/// all made anew when the umask changed since they were made. `None` when there is no such
+/// stash.
 fn make_spares(home: &Path, umask: u32) -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
+    if !home.is_dir() {
+        return None;
+    }
     let spare = home.join(SPARE_DIR);
     let marker = spare.join(format!("umask-{umask:o}"));
     if !marker.exists() {
         let _ = std::fs::remove_dir_all(&spare);
     }
-    for folder in [home, spare.as_path()] {
-        match std::fs::create_dir(folder) {
-            Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => return None,
-            _ => {}
-        }
+    match std::fs::create_dir(&spare) {
+        Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => return None,
+        _ => {}
     }
     std::fs::write(&marker, "").ok()?;
     let (mut folders, mut files) = (Vec::new(), Vec::new());
@@ -307,10 +314,14 @@ mod tests {
     fn a_removed_environment_is_not_made_again_for_its_spares() {
         let root = tempfile::tempdir().unwrap();
         let venv = root.path().join("venv");
-        std::fs::create_dir(&venv).unwrap();
         let memory = Mutex::new(Memory::default());
+        // A stash not made yet is no home for spares: a folder no swap touched stays as it is.
         let _ = Taken::from(&memory, 7, &venv.join(".uv-ffi-stash"), 1, 1);
-        std::fs::remove_dir(&venv).unwrap();
+        assert!(Memory::lock(&memory).spares.is_empty());
+        std::fs::create_dir_all(venv.join(".uv-ffi-stash")).unwrap();
+        let _ = Taken::from(&memory, 7, &venv.join(".uv-ffi-stash"), 1, 1);
+        assert_eq!(Memory::lock(&memory).spares.len(), 1);
+        std::fs::remove_dir_all(&venv).unwrap();
         refill(&memory);
         assert!(!venv.exists());
         assert!(Memory::lock(&memory).spares.is_empty());
