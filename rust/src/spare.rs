@@ -13,9 +13,10 @@
 //! environment or `--target` folder. They are out of every import path: empty
 //! folders made with `mkdir` and empty files made with mode 0o666, both under the process's
 //! umask of that moment, as uv would make them. One is used only while the umask is still the
-//! same (read from `/proc/self/status`, which changes nothing), and a file only while it is
-//! still empty; a spare another process took first is simply not there, and the folder or file
-//! is then made as without spares. Clearing the stash keeps them (they hold nothing).
+//! same (read from `/proc/self/status`, which changes nothing). Each is claimed by renaming it
+//! into place (a file is written after: one a killed process left written is emptied first); a
+//! spare another process took first is simply not there, and the folder or file is then made as
+//! without spares. Clearing the stash keeps them (they hold nothing).
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -98,7 +99,9 @@ impl Taken {
     }
 
     /// Make the file `path` (which must not exist) holding `content`, with the permission bits
-    /// `mode` if given (else those of a new file), from a spare if one is left.
+    /// `mode` if given (else those of a new file), from a spare if one is left. The spare is
+    /// renamed into place first, which claims it (another process taking the same spare finds
+    /// it gone), then written, as a file made new would be.
     pub fn write_file(
         &mut self,
         path: &Path,
@@ -106,23 +109,15 @@ impl Taken {
         mode: Option<u32>,
     ) -> std::io::Result<()> {
         if let Some(spare) = self.files.pop() {
-            match fill(&spare, content, mode) {
-                Ok(()) => match rename_no_replace(&spare, path) {
-                    Ok(()) => {
-                        self.used += 1;
-                        return Ok(());
-                    }
-                    Err(err) => {
-                        let _ = std::fs::remove_file(&spare);
-                        if err.kind() == std::io::ErrorKind::AlreadyExists {
-                            return Err(err);
-                        }
-                    }
-                },
-                // Gone (another process took it) or not empty: made new below.
-                Err(_) => {
-                    let _ = std::fs::remove_file(&spare);
+            match rename_no_replace(&spare, path) {
+                Ok(()) => {
+                    fill(path, content, mode)?;
+                    self.used += 1;
+                    return Ok(());
                 }
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Err(err),
+                // Gone (another process took it): made new below.
+                Err(_) => {}
             }
         }
         let mut handle = std::fs::OpenOptions::new()
@@ -138,11 +133,12 @@ impl Taken {
     }
 }
 
-/// Write `content` into the empty spare file `spare`, as a new file would hold it.
-fn fill(spare: &Path, content: &[u8], mode: Option<u32>) -> std::io::Result<()> {
-    let mut handle = std::fs::OpenOptions::new().write(true).open(spare)?;
+/// Write `content` into `file`, a spare just renamed into place, as a new file would hold it.
+fn fill(file: &Path, content: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    let mut handle = std::fs::OpenOptions::new().write(true).open(file)?;
     if handle.metadata()?.len() != 0 {
-        return Err(std::io::ErrorKind::InvalidData.into());
+        // Left written by a process killed while it filled it.
+        handle.set_len(0)?;
     }
     handle.write_all(content)?;
     if let Some(mode) = mode {
@@ -328,10 +324,10 @@ mod tests {
     }
 
     #[test]
-    fn a_spare_that_is_not_empty_is_not_used() {
+    fn a_spare_left_written_is_emptied_before_it_is_used() {
         let root = tempfile::tempdir().unwrap();
         let spare = root.path().join("f-1");
-        std::fs::write(&spare, "left over").unwrap();
+        std::fs::write(&spare, "left over by a killed process").unwrap();
         let mut taken = Taken {
             files: vec![spare.clone()],
             ..Taken::default()
@@ -340,6 +336,6 @@ mod tests {
         taken.write_file(&path, b"uv", None).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"uv");
         assert!(!spare.exists());
-        assert_eq!(taken.used, 0);
+        assert_eq!(taken.used, 1);
     }
 }
