@@ -7,6 +7,12 @@
 //! running its destructors (its threads do not exist there); the child's first call starts a
 //! fresh engine of its own. A fork waits for a call that is running to finish.
 //!
+//! The forking thread's random generator is reseeded in the child. `tempfile` draws the names
+//! of its temporary files from it, and uv renames such a file into place and then drops it, which
+//! removes whatever now has its old name. Two children of one parent would otherwise draw the
+//! same names in the same shared cache folder, and one child would delete the other's file
+//! (a pool's interpreter query failed with "failed to rename file ... No such file").
+//!
 //! The child's installs use the fresh engine's own rayon pool. uv's command line in a child
 //! would use rayon's global pool, whose threads stayed in the parent, so those commands are
 //! refused there with a clear error (`fallback.rs`).
@@ -69,16 +75,66 @@ extern "C" fn before_fork() {
     }
 }
 
+/// Give this thread's generator a state no other child of the parent has: the pid decides it.
+fn reseed_random_names() {
+    let pid = u64::from(std::process::id());
+    fastrand::seed(fastrand::get_seed() ^ pid.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+}
+
 extern "C" fn after_fork_parent() {
     let _ = std::panic::catch_unwind(|| HELD.with(|slot| drop(slot.borrow_mut().take())));
 }
 
 extern "C" fn after_fork_child() {
     let _ = std::panic::catch_unwind(|| {
+        reseed_random_names();
         HELD.with(|slot| {
             if let Some(mut held) = slot.borrow_mut().take() {
                 engine::forget_parent_engine(&mut held.handle, &mut held.engine);
             }
         })
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The name `tempfile` gives the next temporary file made in `folder` by this thread.
+    fn next_temporary_name(folder: &Path) -> String {
+        std::fs::create_dir_all(folder).unwrap();
+        let file = tempfile::Builder::new().tempfile_in(folder).unwrap();
+        file.path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_forked_child_draws_other_temporary_names_than_its_parent() {
+        // Installs the fork handlers; dropped at once so the test's own panics are printed.
+        drop(crate::guard::enter());
+        let scratch = tempfile::tempdir().unwrap();
+        // The thread's generator exists before the fork, as in a host whose call made a file.
+        next_temporary_name(&scratch.path().join("before"));
+        let child_report = scratch.path().join("child.txt");
+        // SAFETY: the child only makes a file, writes one and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let name = next_temporary_name(&scratch.path().join("child"));
+            let written = std::fs::write(&child_report, name).is_ok();
+            // SAFETY: ends the child without running the test harness's code.
+            unsafe { libc::_exit(if written { 0 } else { 1 }) };
+        }
+        assert!(pid > 0, "fork failed");
+        let parent_name = next_temporary_name(&scratch.path().join("parent"));
+        let mut status = 0;
+        // SAFETY: waits for the child made above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        let child_name = std::fs::read_to_string(&child_report).unwrap();
+        assert!(child_name.starts_with(".tmp"), "{child_name}");
+        assert_ne!(child_name, parent_name);
+    }
 }
