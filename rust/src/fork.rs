@@ -40,17 +40,22 @@ thread_local! {
     static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
 }
 
-/// Register the handlers once per process (called when the first engine starts).
+/// Register the handlers, once per process however often it is called (the first call into the
+/// library calls it). Twice would take every lock twice before a fork: a deadlock.
 pub fn install_handlers() {
-    FIRST_PID.store(std::process::id(), Ordering::Relaxed);
-    // SAFETY: the three functions are `extern "C"`, never unwind and live for the whole process.
-    unsafe {
-        libc::pthread_atfork(
-            Some(before_fork),
-            Some(after_fork_parent),
-            Some(after_fork_child),
-        );
-    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        FIRST_PID.store(std::process::id(), Ordering::Relaxed);
+        // SAFETY: the three functions are `extern "C"`, never unwind and live for the whole
+        // process.
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_parent),
+                Some(after_fork_child),
+            );
+        }
+    });
 }
 
 /// True in a process forked from the one whose engine ran first.
@@ -113,8 +118,7 @@ mod tests {
 
     #[test]
     fn a_forked_child_draws_other_temporary_names_than_its_parent() {
-        // Installs the fork handlers; dropped at once so the test's own panics are printed.
-        drop(crate::guard::enter());
+        super::install_handlers();
         let scratch = tempfile::tempdir().unwrap();
         // The thread's generator exists before the fork, as in a host whose call made a file.
         next_temporary_name(&scratch.path().join("before"));
